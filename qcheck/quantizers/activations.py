@@ -1,0 +1,90 @@
+"""Reference activation quantizers: per-token absmax to b bits (b1.58 FAQ, b1 paper eq. 6-8) and
+the b1 paper's zero-point variant for activations before a ReLU; torch, vectorized.
+
+The rounding is decided on the exact quotient ``x * Qp / absmax`` (SPEC ACT-2).  Not a fast path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qcheck.conventions import DEFAULT, Conventions
+from qcheck.quantizers.grouping import GroupLayout, group_layout
+from qcheck.quantizers.results import Quantized, ZeroPointQuantized
+from qcheck.quantizers.rounding import round_to_integer
+from qcheck.quantizers.statistics import apply_eps, group_absmax, group_min
+from qcheck.quantizers.ste import straight_through
+from qcheck.quantizers.validation import check_float_tensor, scale_dtype_for
+
+
+def code_range(bits: int) -> tuple[int, int]:
+    """``(-Q, Q - 1)`` with ``Q = 2**(bits - 1)``: the int8 codes' range for ``bits`` bits."""
+    q = 2 ** (bits - 1)
+    return -q, q - 1
+
+
+def _prepare(op: str, x: torch.Tensor, conventions: Conventions) -> tuple[torch.Tensor, GroupLayout]:
+    check_float_tensor(op, x, what="activation", min_ndim=1, allow_empty=True)
+    layout = group_layout(op, x.shape, conventions.activation_granularity)
+    return x.detach().reshape(-1).to(torch.float64), layout
+
+
+def act_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
+    """Per-token absmax quantization to ``conventions.activation_bits`` bits.
+
+    FAQ ``activation_quant``: ``s = Qp / max(absmax, eps)`` with ``Qp = 2**(bits-1) - 1`` (127),
+    ``codes = clamp(round(x * s), -Q, Q - 1)``; returns the dequantization scale
+    ``max(absmax, eps) / Qp`` shaped ``(..., 1)``.  x * Qp is exact in float64 and the quotient
+    is correctly rounded, which for float32/16/bf16 input decides every rounding as exact
+    arithmetic would (SPEC ACT-2 gives the argument).
+    """
+    flat, layout = _prepare("act_quantize", x, conventions)
+    low, high = code_range(conventions.activation_bits)
+    scale_dtype = scale_dtype_for(x.dtype)
+    divisor = apply_eps(group_absmax(flat, layout), conventions, scale_dtype)
+    per_element = divisor[layout.ids]
+    safe = torch.where(per_element > 0, per_element, 1.0)
+    quotient = torch.where(per_element > 0, (flat * high) / safe, 0.0)
+    codes = round_to_integer(quotient, conventions.rounding).clamp(low, high).to(torch.int8)
+    scale = (divisor / high).to(scale_dtype).reshape(layout.scale_shape)
+    return Quantized(codes.reshape(x.shape), scale)
+
+
+def act_fake_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> torch.Tensor:
+    """``codes * scale`` in the input dtype, STE gradient (the FAQ's ``activation_quant``)."""
+    codes, scale = act_quantize(x, conventions)
+    layout = group_layout("act_fake_quantize", x.shape, conventions.activation_granularity)
+    per_element = layout.expand(scale.reshape(-1).to(torch.float64), x.shape)
+    return straight_through(x, (codes.to(torch.float64) * per_element).to(x.dtype))
+
+
+def act_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEFAULT) -> ZeroPointQuantized:
+    """The b1 paper's variant for activations before a non-linearity (eq. 9).
+
+    ``eta = min x`` and ``gamma = max(absmax, eps)`` per token, ``Q_b = 2**(bits-1)``;
+    ``codes = clip(round((x - eta) * Q_b / gamma), 0, Q_b)`` as uint8, ``scale = gamma / Q_b``,
+    ``zero_point = eta``: value ~ codes * scale + zero_point.  As in the paper, gamma is the
+    absmax, so a token whose range exceeds its absmax clips at Q_b.
+    """
+    flat, layout = _prepare("act_quantize_zero_point", x, conventions)
+    q_b = 2 ** (conventions.activation_bits - 1)
+    scale_dtype = scale_dtype_for(x.dtype)
+    gamma = apply_eps(group_absmax(flat, layout), conventions, scale_dtype)
+    eta = group_min(flat, layout)
+    eta = torch.where(torch.isfinite(eta), eta, 0.0)  # empty groups
+    per_gamma = gamma[layout.ids]
+    safe = torch.where(per_gamma > 0, per_gamma, 1.0)
+    quotient = torch.where(per_gamma > 0, ((flat - eta[layout.ids]) * q_b) / safe, 0.0)
+    codes = round_to_integer(quotient, conventions.rounding).clamp(0, q_b).to(torch.uint8)
+    scale = (gamma / q_b).to(scale_dtype).reshape(layout.scale_shape)
+    zero_point = eta.to(scale_dtype).reshape(layout.scale_shape)
+    return ZeroPointQuantized(codes.reshape(x.shape), scale, zero_point)
+
+
+def act_fake_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEFAULT) -> torch.Tensor:
+    """``codes * scale + zero_point`` in the input dtype, STE gradient."""
+    codes, scale, zero_point = act_quantize_zero_point(x, conventions)
+    layout = group_layout("act_fake_quantize_zero_point", x.shape, conventions.activation_granularity)
+    s = layout.expand(scale.reshape(-1).to(torch.float64), x.shape)
+    z = layout.expand(zero_point.reshape(-1).to(torch.float64), x.shape)
+    return straight_through(x, (codes.to(torch.float64) * s + z).to(x.dtype))
