@@ -51,11 +51,26 @@ def act_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantiz
 
 
 def act_fake_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> torch.Tensor:
-    """``codes * scale`` in the input dtype, STE gradient (the FAQ's ``activation_quant``)."""
-    codes, scale = act_quantize(x, conventions)
-    layout = group_layout("act_fake_quantize", x.shape, conventions.activation_granularity)
-    per_element = layout.expand(scale.reshape(-1).to(torch.float64), x.shape)
-    return straight_through(x, (codes.to(torch.float64) * per_element).to(x.dtype))
+    """``code * a / Qp`` (``a = max(absmax, eps)``) rounded once to the input dtype, STE gradient
+    (the FAQ's ``activation_quant``); equal to ``codes * scale`` up to the rounding of the scale."""
+    codes, _ = act_quantize(x, conventions)
+    flat, layout = _prepare("act_fake_quantize", x, conventions)
+    high = code_range(conventions.activation_bits)[1]
+    divisor = apply_eps(group_absmax(flat, layout), conventions, scale_dtype_for(x.dtype))
+    return straight_through(x, dequantize_exactly(codes, layout.expand(divisor, x.shape), high).to(x.dtype))
+
+
+def dequantize_exactly(codes: torch.Tensor, divisor: torch.Tensor, code_max: int) -> torch.Tensor:
+    """``code * divisor / code_max`` in float64, so that the largest code maps back to exactly the
+    divisor (``code * fl(divisor / code_max)`` can round past the dtype's maximum to inf).
+
+    Exact before the final division for float32 and narrower divisors (8 + 24 bits); for float64
+    divisors both factors are scaled by 2**-8 first so the product cannot overflow, and a result
+    rounded past the divisor is brought back to it (the exact value is at most the divisor).
+    """
+    shift = 2.0**-8
+    value = codes.to(torch.float64) * (divisor * shift) / code_max / shift
+    return torch.sign(value) * torch.minimum(value.abs(), divisor)  # |code| <= Qp: never above a
 
 
 def act_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEFAULT) -> ZeroPointQuantized:

@@ -1,0 +1,46 @@
+"""Nox sessions for qcheck: ``tests`` (default), ``verify`` and ``lint``.
+
+Every install goes through constraints/cpu.txt, which pins the CPU build of torch; pip (not uv)
+is used because only pip sees the local torch wheel.  Extra arguments after ``--`` reach the tool.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2024.3"
+nox.options.sessions = ["tests"]
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+BACKEND = "virtualenv"
+CONSTRAINTS = ("-c", "constraints/cpu.txt")
+
+
+def _install(session: nox.Session) -> None:
+    session.install(*CONSTRAINTS, "-e", ".[dev]")
+
+
+@nox.session(python=PYTHON, venv_backend=BACKEND)
+def tests(session: nox.Session) -> None:
+    """Run the test suite under the deterministic qcheck-ci Hypothesis profile."""
+    _install(session)
+    # A later --hypothesis-profile in posargs wins.  pytest's exit code 5 (no tests ran)
+    # fails the session like any other non-zero code.
+    session.run("pytest", "--hypothesis-profile=qcheck-ci", *session.posargs)
+
+
+@nox.session(python=PYTHON, venv_backend=BACKEND)
+def verify(session: nox.Session) -> None:
+    """Run the conformance harness; reports go to reports/."""
+    _install(session)
+    args = ["--profile", "ci", "--report-dir", "reports", *session.posargs]
+    session.run("python", "-m", "qcheck.verify", *args)
+
+
+@nox.session(python=PYTHON, venv_backend=BACKEND)
+def lint(session: nox.Session) -> None:
+    """ruff check (no formatting check) and mypy --strict on the qcheck package."""
+    _install(session)
+    session.run("ruff", "check", ".")
+    session.run("mypy", *session.posargs)

@@ -1,0 +1,92 @@
+"""Calling an implementation under test safely, and reading its outputs against the contract.
+
+Everything that can go wrong on the implementation's side (it raises, returns the wrong type,
+dtype or shape) becomes a :class:`CheckFailure` with a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from qcheck.checks.base import CheckFailure, Implementation
+from qcheck.conventions import Conventions
+from qcheck.ops import Op, expand_scale
+
+
+def same_layout_copy(x: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` with the same sizes and strides (a transposed view stays transposed)."""
+    if x.is_contiguous() or x.dim() == 0:
+        return x.clone()
+    out = torch.empty_strided(x.size(), x.stride(), dtype=x.dtype)
+    out.copy_(x)
+    return out
+
+
+def call(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op) -> Any:
+    """``impl(x, conventions)``; an exception becomes an ERROR verdict naming it."""
+    try:
+        return impl(x, conventions)
+    except Exception as exc:  # the implementation under test may raise anything
+        raise CheckFailure(
+            f"{op.name} raised {type(exc).__name__}: {exc} "
+            f"(input shape {tuple(x.shape)}, dtype {str(x.dtype).removeprefix('torch.')})",
+            verdict="ERROR",
+        ) from None
+
+
+def quantized_pair(result: Any, op: Op) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(codes, scale)`` from a quantize op's result, or a failure saying what came back."""
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise CheckFailure(
+            f"{op.name} returned {type(result).__name__}, expected a pair (codes, scale)", verdict="ERROR"
+        )
+    codes, scale = result
+    for label, value in (("codes", codes), ("scale", scale)):
+        if not isinstance(value, torch.Tensor):
+            raise CheckFailure(f"{op.name} returned {label} of type {type(value).__name__}, expected a tensor", "ERROR")
+    return codes, scale
+
+
+def fake_output(result: Any, x: torch.Tensor, op: Op) -> torch.Tensor:
+    """A fake-quant op's tensor, checked for type, dtype and shape."""
+    if not isinstance(result, torch.Tensor):
+        raise CheckFailure(f"{op.name} returned {type(result).__name__}, expected a tensor", "ERROR")
+    if result.shape != x.shape:
+        raise CheckFailure(f"{op.name} returned shape {tuple(result.shape)} for input shape {tuple(x.shape)}")
+    if result.dtype != x.dtype:
+        raise CheckFailure(
+            f"{op.name} returned dtype {result.dtype} for {x.dtype} input; the output keeps the input dtype"
+        )
+    return result
+
+
+def codes_as_int(codes: torch.Tensor, x: torch.Tensor, op: Op) -> torch.Tensor:
+    """Codes of the right shape, as int64 for comparison; a failure if they are not integers."""
+    if codes.shape != x.shape:
+        raise CheckFailure(f"{op.name} returned codes of shape {tuple(codes.shape)} for input shape {tuple(x.shape)}")
+    if codes.is_floating_point():
+        integral = bool(torch.all(torch.isfinite(codes) & (codes == torch.round(codes))))
+        hint = "" if integral else " - they look like dequantized values (what the fake-quant op returns)"
+        raise CheckFailure(f"{op.name} returned {codes.dtype} codes, expected int8{hint}")
+    return codes.to(torch.int64)
+
+
+def scale_like_reference(scale: torch.Tensor, reference: torch.Tensor, op: Op) -> torch.Tensor:
+    """The scale reshaped to the reference's shape (any shape with the same element count is
+    accepted: ``(1,)`` for a per-tensor ``()``), as float64."""
+    if scale.numel() != reference.numel():
+        raise CheckFailure(
+            f"{op.name} returned a scale of shape {tuple(scale.shape)}; the conventions call for "
+            f"{tuple(reference.shape)} ({reference.numel()} value(s))"
+        )
+    if not scale.is_floating_point():
+        raise CheckFailure(f"{op.name} returned a {scale.dtype} scale, expected a floating-point scale")
+    return scale.reshape(reference.shape).to(torch.float64)
+
+
+def dequantize(codes: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, op: Op, conventions: Conventions) -> torch.Tensor:
+    """``codes * scale`` per element, float64 (scale already in the reference's shape)."""
+    per_element = expand_scale(scale, x.shape, op.granularity(conventions))
+    return codes.to(torch.float64) * per_element

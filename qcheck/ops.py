@@ -1,0 +1,80 @@
+"""The ops qcheck checks, named as in the backend contract, with their torch references.
+
+An op is identified by its contract name (``b158_quantize``); its family says which codes it
+produces and its form whether it returns ``(codes, scale)`` or a dequantized tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+
+from qcheck import quantizers
+from qcheck.conventions import Conventions, Granularity
+
+Family = Literal["b1", "b158", "act"]
+Form = Literal["quantize", "fake"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One operation of the contract: its name, code family, output form and reference."""
+
+    name: str
+    family: Family
+    form: Form
+    reference: Callable[..., Any]
+    summary: str
+
+    @property
+    def input_kind(self) -> str:
+        return "activation" if self.family == "act" else "weight"
+
+    @property
+    def quantize_op(self) -> str:
+        """The ``(codes, scale)`` op of this family (itself for a quantize op)."""
+        return f"{self.family}_quantize"
+
+    def granularity(self, conventions: Conventions) -> Granularity:
+        if self.family == "act":
+            return conventions.activation_granularity
+        return conventions.weight_granularity
+
+    def allowed_codes(self, conventions: Conventions) -> tuple[int, int, frozenset[int] | None]:
+        """``(low, high, exact set or None)`` of the codes this op may produce."""
+        if self.family == "b1":
+            return -1, 1, frozenset({-1, 1})
+        if self.family == "b158":
+            return -1, 1, frozenset({-1, 0, 1})
+        low, high = quantizers.code_range(conventions.activation_bits)
+        return low, high, None
+
+    def code_quantum(self, conventions: Conventions) -> int:
+        """The largest code magnitude that maps to the statistic: Qp for activations, 1 else."""
+        if self.family == "act":
+            return quantizers.code_range(conventions.activation_bits)[1]
+        return 1
+
+
+OPS: dict[str, Op] = {
+    op.name: op
+    for op in (
+        Op("b1_quantize", "b1", "quantize", quantizers.b1_quantize, "b1 weights to {-1,+1} codes and beta"),
+        Op("b1_fake_quantize", "b1", "fake", quantizers.b1_fake_quantize, "b1 weights, dequantized (codes*beta)"),
+        Op("b158_quantize", "b158", "quantize", quantizers.b158_quantize, "b1.58 weights to {-1,0,+1} codes and gamma"),
+        Op("b158_fake_quantize", "b158", "fake", quantizers.b158_fake_quantize, "b1.58 weights, dequantized"),
+        Op("act_quantize", "act", "quantize", quantizers.act_quantize, "per-token absmax activations to int8"),
+        Op("act_fake_quantize", "act", "fake", quantizers.act_fake_quantize, "per-token activations, dequantized"),
+    )
+}
+
+
+def expand_scale(scale: torch.Tensor, shape: torch.Size, granularity: Granularity) -> torch.Tensor:
+    """A scale of the reference's shape broadcast to every element of a tensor of ``shape``."""
+    if granularity.group_size is None:
+        return scale.expand(shape) if scale.dim() else scale.expand(shape)
+    size = granularity.group_size
+    return scale.repeat_interleave(size, dim=-1)[..., : shape[-1]]
