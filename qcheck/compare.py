@@ -57,9 +57,7 @@ def compare_codes(received: torch.Tensor, decisions: Decisions, x: torch.Tensor,
     n_fail, n_near = int(failing.sum()), int(excused.sum())
     n_ties = int((failing & decisions.ties).sum())
     near_note = (
-        f"; {n_near} element(s) differ only inside the near-boundary window (counted, not failed)"
-        if n_near
-        else ""
+        f"; {n_near} element(s) differ only inside the near-boundary window (counted, not failed)" if n_near else ""
     )
     if n_fail == 0:
         return Comparison(True, f"{what} match bit-exactly{near_note}", 0, n_near, 0)
@@ -103,9 +101,7 @@ def compare_close(
     failing = ~close & ~excused
     n_fail, n_near = int(failing.sum()), int(excused.sum())
     near_note = (
-        f"; {n_near} element(s) differ only inside the near-boundary window (counted, not failed)"
-        if n_near
-        else ""
+        f"; {n_near} element(s) differ only inside the near-boundary window (counted, not failed)" if n_near else ""
     )
     if n_fail == 0:
         return Comparison(True, f"{what} match within tolerance{near_note}", 0, n_near, 0)

@@ -70,7 +70,7 @@ class Granularity:
     def __str__(self) -> str:
         if self.kind is GranularityKind.PER_GROUP:
             return f"per-group({self.group_size})"
-        return self.kind.value
+        return str(self.kind.value)
 
 
 PER_TENSOR = Granularity(GranularityKind.PER_TENSOR)
@@ -142,7 +142,7 @@ class Conventions:
 
 def _describe(value: object) -> str:
     if isinstance(value, enum.Enum):
-        return str(value.value)
+        return f"{value.value}"
     return str(value)
 
 

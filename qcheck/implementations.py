@@ -61,20 +61,25 @@ def _twin(name: str) -> Callable[..., Any]:
 
 
 REFERENCE = Implementation(
-    "reference", {name: op.reference for name, op in OPS.items()},
-    "qcheck's torch reference (qcheck.quantizers): exact, the definition", "pass",
+    "reference",
+    {name: op.reference for name, op in OPS.items()},
+    "qcheck's torch reference (qcheck.quantizers): exact, the definition",
+    "pass",
 )
 REFERENCE_NUMPY = Implementation(
-    "reference-numpy", {name: _twin(name) for name in OPS},
-    "the independent numpy/Fraction twin (qcheck.quantizers.numpy_twin)", "pass",
+    "reference-numpy",
+    {name: _twin(name) for name in OPS},
+    "the independent numpy/Fraction twin (qcheck.quantizers.numpy_twin)",
+    "pass",
     {"STE-1": "numpy arrays carry no gradient; the twin checks values only"},
 )
 
 
 def known_bad_implementations() -> list[Implementation]:
     return [
-        Implementation(f"known-bad:{variant.name}", {variant.op: variant.fn},
-                       f"{variant.description} [{variant.origin}]", "fail")
+        Implementation(
+            f"known-bad:{variant.name}", {variant.op: variant.fn}, f"{variant.description} [{variant.origin}]", "fail"
+        )
         for variant in known_bad.CATALOGUE
     ]
 

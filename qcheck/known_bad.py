@@ -100,8 +100,7 @@ def _wrap_to_int8(q: torch.Tensor) -> torch.Tensor:
     "sign-before-scale",
     "b1_quantize",
     "(w - w.mean()).sign() * w.abs().mean() returned as the codes: float +-beta, not int8 +-1",
-    "seed write-up (current_weight_quant); kyegomez/BitNet issue #52, bitnet/bit_linear_new.py "
-    "weight_quant",
+    "seed write-up (current_weight_quant); kyegomez/BitNet issue #52, bitnet/bit_linear_new.py weight_quant",
 )
 def sign_before_scale(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     w = _upcast(w)
@@ -143,8 +142,7 @@ def torch_sign_zero(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quan
 @_known_bad(
     "float32-mean-b1",
     "b1_quantize",
-    "where(w - w.mean() > 0, 1, -1) with a float32 mean: torch.full((16,), 0.3) gives all +1, "
-    "exact math gives all -1",
+    "where(w - w.mean() > 0, 1, -1) with a float32 mean: torch.full((16,), 0.3) gives all +1, exact math gives all -1",
     "FIELD-NOTES 'numerical traps' (the float mean of equal values is not always that value)",
 )
 def float32_mean_b1(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
@@ -225,10 +223,8 @@ def round_half_away(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quan
 @_known_bad(
     "inverted-scale",
     "b158_quantize",
-    "returns s = 1/gamma (the FAQ's `scale` variable) where the dequantization scale gamma is "
-    "meant",
-    "microsoft/BitNet PR #616; mlx-lm ('old BitNet versions use inverted scales'); HF BitLinear "
-    "weight_scale",
+    "returns s = 1/gamma (the FAQ's `scale` variable) where the dequantization scale gamma is meant",
+    "microsoft/BitNet PR #616; mlx-lm ('old BitNet versions use inverted scales'); HF BitLinear weight_scale",
 )
 def inverted_scale(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     w = _upcast(w)
@@ -280,8 +276,7 @@ def cast_before_clamp(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Qu
 @_known_bad(
     "per-row-scale",
     "b158_quantize",
-    "gamma = w.abs().mean(dim=-1, keepdim=True): one scale per output row where the b1.58 spec "
-    "has one per tensor",
+    "gamma = w.abs().mean(dim=-1, keepdim=True): one scale per output row where the b1.58 spec has one per tensor",
     "class of bug: per-row absmean where per-tensor is specified (b1.58 paper eq. 1-3, FAQ)",
 )
 def per_row_scale(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
@@ -324,10 +319,8 @@ def fp16_sum_overflow(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Qu
 @_known_bad(
     "quantize-returns-dequantized",
     "b158_quantize",
-    "returns (w * s).round().clamp(-1, 1) / s as the codes: floats in {-gamma, 0, gamma}, "
-    "the fake-quant output",
-    "class of bug: the FAQ's weight_quant (a fake-quant) wrapped as a quantizer "
-    "(cf. kyegomez/BitNet issue #52)",
+    "returns (w * s).round().clamp(-1, 1) / s as the codes: floats in {-gamma, 0, gamma}, the fake-quant output",
+    "class of bug: the FAQ's weight_quant (a fake-quant) wrapped as a quantizer (cf. kyegomez/BitNet issue #52)",
 )
 def quantize_returns_dequantized(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     w = _upcast(w)
@@ -393,8 +386,7 @@ def missing_eps_fake(w: torch.Tensor, conventions: Conventions = DEFAULT) -> tor
 @_known_bad(
     "no-ste",
     "b158_fake_quantize",
-    "(w * s).round().clamp(-1, 1) * gamma without the x + (q - x).detach() trick: right forward, "
-    "gradient 0",
+    "(w * s).round().clamp(-1, 1) * gamma without the x + (q - x).detach() trick: right forward, gradient 0",
     "class of bug: the b1.58 FAQ's straight-through estimator left out (round() has zero gradient)",
 )
 def no_ste(w: torch.Tensor, conventions: Conventions = DEFAULT) -> torch.Tensor:
@@ -483,8 +475,7 @@ def act_missing_eps(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quan
     "act-per-tensor-no-eps",
     "act_quantize",
     "127 / torch.max(torch.abs(x)): one absmax for the whole tensor, not per token, and no eps",
-    "kyegomez/BitNet bitnet/bitlinear.py absmax_quantize; FIELD-NOTES 'per-tensor absmax with no "
-    "eps'",
+    "kyegomez/BitNet bitnet/bitlinear.py absmax_quantize; FIELD-NOTES 'per-tensor absmax with no eps'",
 )
 def act_per_tensor_no_eps(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     x = _upcast(x)
@@ -524,10 +515,8 @@ def act_missing_eps_fake(x: torch.Tensor, conventions: Conventions = DEFAULT) ->
 @_known_bad(
     "b1-beta-without-abs",
     "b1_fake_quantize",
-    "beta = w.mean() where mean|W| is meant (the abs forgotten): beta has the sign of the mean, so "
-    "fake(-w) = fake(w)",
-    "class of bug: b1 paper eq. 4 takes beta = ||W||_1 / nm; the mean and the absmean are one "
-    "token apart in code",
+    "beta = w.mean() where mean|W| is meant (the abs forgotten): beta has the sign of the mean, so fake(-w) = fake(w)",
+    "class of bug: b1 paper eq. 4 takes beta = ||W||_1 / nm; the mean and the absmean are one token apart in code",
 )
 def b1_beta_without_abs(w: torch.Tensor, conventions: Conventions = DEFAULT) -> torch.Tensor:
     x = _upcast(w).to(torch.float64)
@@ -585,7 +574,9 @@ def _writes_back(op: str) -> Callable[..., Any]:
 
     def variant(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Any:
         result = reference(x, conventions)
-        dequantized = result if isinstance(result, torch.Tensor) else result.codes.to(x.dtype) * result.scale.to(x.dtype)
+        dequantized = (
+            result if isinstance(result, torch.Tensor) else result.codes.to(x.dtype) * result.scale.to(x.dtype)
+        )
         x.data.copy_(dequantized.detach())  # "quantize the layer in place"
         return result
 
@@ -636,24 +627,42 @@ def _stale_cache(op: str) -> Callable[..., Any]:
 
 
 _CLASSES: tuple[tuple[str, Callable[[str], Callable[..., Any]], str, str, tuple[str, ...]], ...] = (
-    ("writes-back", _writes_back,
-     "right result, but the dequantized values are written back into the caller's tensor",
-     "class of bug: in-place quantization of a layer's weights (HF pack_weights mutates its input)", OPS),
-    ("memory-order", _memory_order,
-     "reads numel() values from data_ptr() in memory order: transposed or sliced inputs are scrambled",
-     "class of bug: a kernel that assumes contiguous input (llama.cpp test-backend-ops tests views)",
-     tuple(op for op in OPS if op != "b158_quantize")),
-    ("flush-tiny", _flushes_tiny,
-     "zeroes |x| < 1e-6 before quantizing: an absolute threshold, so the result depends on the units",
-     "microsoft/BitNet utils/convert-hf-to-gguf-bitnet.py (|w| < 1e-6 -> 0), applied to any input", OPS),
-    ("detached", _detached,
-     "right forward values, but computed on x.detach(): no gradient reaches the latent weights",
-     "class of bug: the straight-through estimator left out of a fake-quant op",
-     ("b1_fake_quantize", "act_fake_quantize")),
-    ("stale-cache", _stale_cache,
-     "caches its result by shape and dtype: a second input of the same shape gets the first result",
-     "class of bug: a kernel that caches quantized weights keyed on the shape (KernelBench-style "
-     "reward hacks; qcheck grader issue)", OPS),
+    (
+        "writes-back",
+        _writes_back,
+        "right result, but the dequantized values are written back into the caller's tensor",
+        "class of bug: in-place quantization of a layer's weights (HF pack_weights mutates its input)",
+        OPS,
+    ),
+    (
+        "memory-order",
+        _memory_order,
+        "reads numel() values from data_ptr() in memory order: transposed or sliced inputs are scrambled",
+        "class of bug: a kernel that assumes contiguous input (llama.cpp test-backend-ops tests views)",
+        tuple(op for op in OPS if op != "b158_quantize"),
+    ),
+    (
+        "flush-tiny",
+        _flushes_tiny,
+        "zeroes |x| < 1e-6 before quantizing: an absolute threshold, so the result depends on the units",
+        "microsoft/BitNet utils/convert-hf-to-gguf-bitnet.py (|w| < 1e-6 -> 0), applied to any input",
+        OPS,
+    ),
+    (
+        "detached",
+        _detached,
+        "right forward values, but computed on x.detach(): no gradient reaches the latent weights",
+        "class of bug: the straight-through estimator left out of a fake-quant op",
+        ("b1_fake_quantize", "act_fake_quantize"),
+    ),
+    (
+        "stale-cache",
+        _stale_cache,
+        "caches its result by shape and dtype: a second input of the same shape gets the first result",
+        "class of bug: a kernel that caches quantized weights keyed on the shape (KernelBench-style "
+        "reward hacks; qcheck grader issue)",
+        OPS,
+    ),
 )
 
 for _class, _factory, _description, _origin, _ops in _CLASSES:

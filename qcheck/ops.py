@@ -75,6 +75,6 @@ OPS: dict[str, Op] = {
 def expand_scale(scale: torch.Tensor, shape: torch.Size, granularity: Granularity) -> torch.Tensor:
     """A scale of the reference's shape broadcast to every element of a tensor of ``shape``."""
     if granularity.group_size is None:
-        return scale.expand(shape) if scale.dim() else scale.expand(shape)
+        return scale.expand(shape)
     size = granularity.group_size
     return scale.repeat_interleave(size, dim=-1)[..., : shape[-1]]

@@ -46,13 +46,26 @@ def grade(implementation: Implementation, *, profile: str, seed: int, log: bool 
         if check.op not in implementation.ops:
             continue
         if check.requirement in implementation.not_applicable:
-            result = CheckResult(check.key, check.requirement, check.name, check.op, "NOT APPLICABLE",
-                                 implementation.not_applicable[check.requirement], None, 0, 0, 0.0)
+            result = CheckResult(
+                check.key,
+                check.requirement,
+                check.name,
+                check.op,
+                "NOT APPLICABLE",
+                implementation.not_applicable[check.requirement],
+                None,
+                0,
+                0,
+                0.0,
+            )
         else:
             result = run_check(check, implementation.ops[check.op], DEFAULT, profile=profile, base_seed=seed)
         if log:
-            print(f"  {implementation.name:<34} {check.op:<20} {check.title:<40} {result.verdict:<6} "
-                  f"{result.seconds:5.1f}s", flush=True)
+            print(
+                f"  {implementation.name:<34} {check.op:<20} {check.title:<40} {result.verdict:<6} "
+                f"{result.seconds:5.1f}s",
+                flush=True,
+            )
         results.append(result)
     return Graded(implementation, tuple(results))
 
@@ -84,9 +97,23 @@ def render_markdown(graded: Sequence[Graded], unproven: Sequence[str], profile: 
         if g.implementation.expected != "pass":
             continue
         near = sum(r.near_boundary for r in g.results)
-        rows.append([g.implementation.name, len(g.results), len(g.results) - len(g.failed), len(g.failed), near,
-                     "yes" if g.as_expected else "**NO**"])
-    lines.append(tabulate(rows, ["implementation", "checks", "passed", "failed", "near-boundary elements", "as expected"], tablefmt="github"))
+        rows.append(
+            [
+                g.implementation.name,
+                len(g.results),
+                len(g.results) - len(g.failed),
+                len(g.failed),
+                near,
+                "yes" if g.as_expected else "**NO**",
+            ]
+        )
+    lines.append(
+        tabulate(
+            rows,
+            ["implementation", "checks", "passed", "failed", "near-boundary elements", "as expected"],
+            tablefmt="github",
+        )
+    )
     lines += ["", "## Known-bad variants (each must fail at least one check)", ""]
     rows = []
     for g in graded:
@@ -95,14 +122,23 @@ def render_markdown(graded: Sequence[Graded], unproven: Sequence[str], profile: 
         op = next(iter(g.implementation.ops))
         caught = ", ".join(r.requirement for r in g.failed) or "—"
         first = g.failed[0] if g.failed else None
-        rows.append([f"`{g.implementation.name.removeprefix('known-bad:')}`", op, caught,
-                     _short(first.message) if first else "**NOT CAUGHT**"])
+        rows.append(
+            [
+                f"`{g.implementation.name.removeprefix('known-bad:')}`",
+                op,
+                caught,
+                _short(first.message) if first else "**NOT CAUGHT**",
+            ]
+        )
     lines.append(tabulate(rows, ["variant", "op", "caught by", "first failure"], tablefmt="github"))
     lines += ["", "## Checks (each must fail at least one known-bad variant)", ""]
     rows = []
     for check in CHECKS:
-        catchers = [g.implementation.name.removeprefix("known-bad:") for g in graded
-                    if g.implementation.expected == "fail" and any(r.key == check.key for r in g.failed)]
+        catchers = [
+            g.implementation.name.removeprefix("known-bad:")
+            for g in graded
+            if g.implementation.expected == "fail" and any(r.key == check.key for r in g.failed)
+        ]
         rows.append([check.op, check.title, len(catchers), ", ".join(f"`{c}`" for c in catchers) or "**NONE**"])
     lines.append(tabulate(rows, ["op", "check", "variants caught", "which"], tablefmt="github"))
     unexpected = [r for g in graded if g.implementation.expected == "pass" for r in g.failed]

@@ -75,7 +75,7 @@ def test_b158_ggml_convention_is_absmax_per_block_half_away_and_zero_blocks_stay
 
 def test_per_group_scale_shape_and_short_last_group() -> None:
     w = torch.arange(1.0, 11.0).reshape(2, 5)
-    codes, gamma = b158_quantize(w, DEFAULT.replace(weight_granularity=per_group(2)))
+    _, gamma = b158_quantize(w, DEFAULT.replace(weight_granularity=per_group(2)))
     assert gamma.shape == (2, 3)
     assert gamma[0].tolist() == [1.5, 3.5, 5.0]
 
@@ -127,7 +127,7 @@ def test_non_finite_inputs_are_rejected_with_the_first_index(op, bad: float) -> 
 def test_integer_and_non_tensor_inputs_are_rejected(op) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(QuantizationInputError, match="dtype"):
         op(torch.ones(2, 2, dtype=torch.int32))
-    with pytest.raises(QuantizationInputError, match="torch.Tensor"):
+    with pytest.raises(QuantizationInputError, match=r"torch\.Tensor"):
         op([1.0, 2.0])
 
 
@@ -166,7 +166,10 @@ def test_conventions_reject_impossible_values() -> None:
     with pytest.raises(ValueError, match="group_size"):
         per_group(0)
     assert GGML_TQ.differences() == {
-        "rounding": "half-away", "eps_mode": "none", "eps": "0.0",
-        "weight_statistic": "absmax", "weight_granularity": "per-group(256)",
+        "rounding": "half-away",
+        "eps_mode": "none",
+        "eps": "0.0",
+        "weight_statistic": "absmax",
+        "weight_granularity": "per-group(256)",
     }
     assert Statistic.ABSMAX.value == "absmax"

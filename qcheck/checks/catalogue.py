@@ -43,6 +43,7 @@ input dtype and a scale within CMP-3 (SPEC CMP-4)."""
 
 # ---------------------------------------------------------------- inputs
 
+
 def inputs_for(op: Op, conventions: Conventions, **kwargs: Any) -> SearchStrategy[torch.Tensor]:
     if op.input_kind == "weight":
         return strategies.weights(conventions=conventions, **kwargs)
@@ -52,7 +53,9 @@ def inputs_for(op: Op, conventions: Conventions, **kwargs: Any) -> SearchStrateg
 def _zero_inputs(op: Op, conventions: Conventions) -> SearchStrategy[torch.Tensor]:
     whole = st.builds(
         torch.zeros,
-        st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)] if op.input_kind == "activation" else [(1,), (16,), (3, 4), (5, 7)]),
+        st.sampled_from(
+            [(1,), (7,), (3, 4), (2, 3, 5)] if op.input_kind == "activation" else [(1,), (16,), (3, 4), (5, 7)]
+        ),
         dtype=strategies.dtypes(),
     )
     return st.one_of(whole, inputs_for(op, conventions, families=("zero-rows",)))
@@ -74,11 +77,14 @@ def _pairs(op: Op, conventions: Conventions) -> SearchStrategy[tuple[torch.Tenso
 
 # ---------------------------------------------------------------- shared pieces
 
+
 def _reference(op: Op, x: torch.Tensor, conventions: Conventions) -> Any:
     return op.reference(x, conventions)
 
 
-def _quantize(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op) -> tuple[torch.Tensor, torch.Tensor]:
+def _quantize(
+    impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op
+) -> tuple[torch.Tensor, torch.Tensor]:
     return quantized_pair(call(impl, same_layout_copy(x), conventions, op), op)
 
 
@@ -89,7 +95,9 @@ def _outputs(impl: Implementation, x: torch.Tensor, conventions: Conventions, op
     return (fake_output(result, x, op),)
 
 
-def _diagnose_ties(received: torch.Tensor, decisions: Decisions, x: torch.Tensor, conventions: Conventions, op: Op) -> str:
+def _diagnose_ties(
+    received: torch.Tensor, decisions: Decisions, x: torch.Tensor, conventions: Conventions, op: Op
+) -> str:
     """Which declared convention the received codes follow on exact ties, if any."""
     ties = decisions.ties
     if not bool(ties.any()):
@@ -109,13 +117,17 @@ def _diagnose_ties(received: torch.Tensor, decisions: Decisions, x: torch.Tensor
             followed.append("Sign(0) = 0, as torch.sign/np.sign give (the b1 paper's Sign(0) is -1)")
     if not followed:
         return "; on exact ties it follows none of the declared conventions"
-    return "; on exact ties your implementation behaves like " + " or ".join(followed) + (
-        f", not the declared {conventions.rounding.value}" if op.family != "b1" else ""
+    return (
+        "; on exact ties your implementation behaves like "
+        + " or ".join(followed)
+        + (f", not the declared {conventions.rounding.value}" if op.family != "b1" else "")
     )
 
 
 def _tie_words(rounding: Rounding) -> str:
-    return {Rounding.HALF_EVEN: "to even", Rounding.HALF_AWAY: "away from zero", Rounding.HALF_UP: "up, towards +inf"}[rounding]
+    return {Rounding.HALF_EVEN: "to even", Rounding.HALF_AWAY: "away from zero", Rounding.HALF_UP: "up, towards +inf"}[
+        rounding
+    ]
 
 
 def _fake_tolerance(x: torch.Tensor, decisions: Decisions, expected: torch.Tensor) -> torch.Tensor:
@@ -126,6 +138,7 @@ def _fake_tolerance(x: torch.Tensor, decisions: Decisions, expected: torch.Tenso
 
 
 # ---------------------------------------------------------------- verifications
+
 
 def verify_codes_domain(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op) -> Evidence:
     codes, scale = _quantize(impl, x, conventions, op)
@@ -139,7 +152,9 @@ def verify_codes_domain(impl: Implementation, x: torch.Tensor, conventions: Conv
     if bool(outside.any()):
         bad = sorted({int(v) for v in values[outside].tolist()})
         allowed = "{" + ", ".join(f"{v:+d}" for v in sorted(exact)) + "}" if exact else f"[{low}, {high}]"
-        hint = " (0 is what torch.sign gives at 0: the b1 paper's Sign(0) is -1)" if op.family == "b1" and 0 in bad else ""
+        hint = (
+            " (0 is what torch.sign gives at 0: the b1 paper's Sign(0) is -1)" if op.family == "b1" and 0 in bad else ""
+        )
         raise CheckFailure(f"{op.name} returned codes {bad} outside the allowed {allowed}{hint}")
     reference = _reference(op, x, conventions).scale
     scale64 = scale_like_reference(scale, reference, op)
@@ -167,7 +182,11 @@ def verify_scale_match(impl: Implementation, x: torch.Tensor, conventions: Conve
     result = compare_close(received, expected, tolerance, expected, "scales")
     if not result.ok:
         inverse = (received * expected - 1.0).abs() <= 1e-3
-        hint = " - the received scale is the inverse of the expected one (1/scale stored where scale is meant)" if bool(inverse.all()) and bool((expected != 1).any()) else ""
+        hint = (
+            " - the received scale is the inverse of the expected one (1/scale stored where scale is meant)"
+            if bool(inverse.all()) and bool((expected != 1).any())
+            else ""
+        )
         raise CheckFailure(result.message.replace("input ", "reference scale ") + hint)
     return Evidence()
 
@@ -176,7 +195,9 @@ def verify_zero_input(impl: Implementation, x: torch.Tensor, conventions: Conven
     outputs = _outputs(impl, x, conventions, op)
     for out in outputs:
         if out.is_floating_point() and not bool(torch.isfinite(out).all()):
-            raise CheckFailure(f"{op.name} returned NaN or Inf for an input with all-zero rows (shape {tuple(x.shape)})")
+            raise CheckFailure(
+                f"{op.name} returned NaN or Inf for an input with all-zero rows (shape {tuple(x.shape)})"
+            )
     if op.form == "quantize":
         verify_scale_match(impl, x, conventions, op)
         return verify_codes_match(impl, x, conventions, op)
@@ -193,7 +214,9 @@ def verify_not_mutated(impl: Implementation, x: torch.Tensor, conventions: Conve
     return Evidence()
 
 
-def verify_repeatable_and_fresh(impl: Implementation, pair: tuple[torch.Tensor, torch.Tensor], conventions: Conventions, op: Op) -> Evidence:
+def verify_repeatable_and_fresh(
+    impl: Implementation, pair: tuple[torch.Tensor, torch.Tensor], conventions: Conventions, op: Op
+) -> Evidence:
     x, y = pair
     reference_x, reference_y = _reference(op, x, conventions), _reference(op, y, conventions)
     first = _outputs(impl, x, conventions, op)
@@ -207,7 +230,11 @@ def verify_repeatable_and_fresh(impl: Implementation, pair: tuple[torch.Tensor, 
             f"{op.name} returned the same result for two different inputs of shape {tuple(x.shape)} "
             "(a stale cache keyed on the shape?)"
         )
-    return verify_codes_match(impl, y, conventions, op) if op.form == "quantize" else verify_fake_match(impl, y, conventions, op)
+    return (
+        verify_codes_match(impl, y, conventions, op)
+        if op.form == "quantize"
+        else verify_fake_match(impl, y, conventions, op)
+    )
 
 
 def _as_tuple(value: Any) -> tuple[torch.Tensor, ...]:
@@ -251,7 +278,9 @@ def _exactly_scalable(x: torch.Tensor, power: int) -> torch.Tensor | None:
     return scaled
 
 
-def verify_power_of_two(impl: Implementation, item: tuple[torch.Tensor, int], conventions: Conventions, op: Op) -> Evidence:
+def verify_power_of_two(
+    impl: Implementation, item: tuple[torch.Tensor, int], conventions: Conventions, op: Op
+) -> Evidence:
     x, power = item
     scaled = _exactly_scalable(x, power)
     assume(scaled is not None)
@@ -259,7 +288,7 @@ def verify_power_of_two(impl: Implementation, item: tuple[torch.Tensor, int], co
     floor = 4.0 * conventions.eps * op.code_quantum(conventions)
     for t in (x, scaled):
         reference = _reference(op, t, conventions)
-        ref_scale = (reference.scale if op.form == "quantize" else OPS[op.quantize_op].reference(t, conventions).scale)
+        ref_scale = reference.scale if op.form == "quantize" else OPS[op.quantize_op].reference(t, conventions).scale
         assume(bool((ref_scale.to(torch.float64) * op.code_quantum(conventions) >= floor).all()))
         assume(bool((ref_scale.to(torch.float64) >= torch.finfo(scale_dtype_for(x.dtype)).tiny * 2**24).all()))
     base = _outputs(impl, x, conventions, op)
@@ -269,11 +298,15 @@ def verify_power_of_two(impl: Implementation, item: tuple[torch.Tensor, int], co
         if not same_bits(base[0], moved[0]):
             raise CheckFailure(f"{op.name}: scaling the input by 2**{power} changed the codes (they must not change)")
         if not torch.equal(base[1].to(torch.float64) * factor, moved[1].to(torch.float64)):
-            raise CheckFailure(f"{op.name}: scaling the input by 2**{power} did not scale the scale by exactly 2**{power}")
+            raise CheckFailure(
+                f"{op.name}: scaling the input by 2**{power} did not scale the scale by exactly 2**{power}"
+            )
     else:
         expected = base[0].to(torch.float64) * factor
         if not torch.equal(expected, moved[0].to(torch.float64)):
-            raise CheckFailure(f"{op.name}: scaling the input by 2**{power} did not scale the output by exactly 2**{power}")
+            raise CheckFailure(
+                f"{op.name}: scaling the input by 2**{power} did not scale the output by exactly 2**{power}"
+            )
     return Evidence()
 
 
@@ -344,8 +377,13 @@ def verify_fake_match(impl: Implementation, x: torch.Tensor, conventions: Conven
     expected = _reference(op, x, conventions).to(torch.float64)
     alternative = (decisions.alternative.to(torch.float64) * decisions.scale_per_element).to(x.dtype)
     result = compare_close(
-        out, expected, _fake_tolerance(x, decisions, expected), x, "dequantized values",
-        alternative=alternative, near=decisions.near,
+        out,
+        expected,
+        _fake_tolerance(x, decisions, expected),
+        x,
+        "dequantized values",
+        alternative=alternative,
+        near=decisions.near,
     )
     if not result.ok:
         raise CheckFailure(result.message)
@@ -400,7 +438,7 @@ def verify_ste(impl: Implementation, x: torch.Tensor, conventions: Conventions, 
         raise CheckFailure(f"{op.name}: no gradient flows back to the input (the output is detached)")
     grad = (torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape) % 7 - 3).to(x.dtype)
     try:
-        out.backward(grad)
+        out.backward(grad)  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise CheckFailure(f"{op.name}: backward raised {type(exc).__name__}: {exc}", "ERROR") from None
     if leaf.grad is None or not same_bits(leaf.grad.contiguous(), grad):
@@ -422,28 +460,163 @@ def _symmetric(conventions: Conventions) -> bool:
     return conventions.rounding is not Rounding.HALF_UP
 
 
-_QUANTIZE: tuple[tuple[str, str, str, Inputs, Callable[..., Evidence], Callable[[Conventions], bool] | None, frozenset[str]], ...] = (
-    ("1", "codes-domain", "codes are int8, in the allowed set, shaped like the input; the scale is finite, >= 0, shaped per granularity", inputs_for, verify_codes_domain, None, frozenset()),
-    ("2", "codes-match-reference", "codes equal the exact reference bit for bit (ties by the declared convention)", inputs_for, verify_codes_match, None, frozenset()),
-    ("3", "scale-matches-reference", "the dequantization scale equals the reference within 16 eps of the scale dtype", inputs_for, verify_scale_match, None, frozenset()),
-    ("5", "power-of-two-invariance", "scaling the input by 2**k leaves codes unchanged and scales the scale by exactly 2**k", _with_power, verify_power_of_two, None, frozenset()),
-    ("6", "sign-symmetry", "codes(-x) == -codes(x) (off b1 ties) under a symmetric rounding", inputs_for, verify_sign_symmetry, _symmetric, frozenset()),
-    ("7", "requantize-fixed-point", "quantizing codes*scale reproduces the codes", inputs_for, verify_requantize, None, frozenset()),
-    ("8", "error-bound", "|x - code*scale| <= scale/2 for every unclipped element", inputs_for, verify_error_bound, None, frozenset({"b1"})),
+_QUANTIZE: tuple[
+    tuple[str, str, str, Inputs, Callable[..., Evidence], Callable[[Conventions], bool] | None, frozenset[str]], ...
+] = (
+    (
+        "1",
+        "codes-domain",
+        "codes are int8, in the allowed set, shaped like the input; the scale is finite, >= 0, shaped per granularity",
+        inputs_for,
+        verify_codes_domain,
+        None,
+        frozenset(),
+    ),
+    (
+        "2",
+        "codes-match-reference",
+        "codes equal the exact reference bit for bit (ties by the declared convention)",
+        inputs_for,
+        verify_codes_match,
+        None,
+        frozenset(),
+    ),
+    (
+        "3",
+        "scale-matches-reference",
+        "the dequantization scale equals the reference within 16 eps of the scale dtype",
+        inputs_for,
+        verify_scale_match,
+        None,
+        frozenset(),
+    ),
+    (
+        "5",
+        "power-of-two-invariance",
+        "scaling the input by 2**k leaves codes unchanged and scales the scale by exactly 2**k",
+        _with_power,
+        verify_power_of_two,
+        None,
+        frozenset(),
+    ),
+    (
+        "6",
+        "sign-symmetry",
+        "codes(-x) == -codes(x) (off b1 ties) under a symmetric rounding",
+        inputs_for,
+        verify_sign_symmetry,
+        _symmetric,
+        frozenset(),
+    ),
+    (
+        "7",
+        "requantize-fixed-point",
+        "quantizing codes*scale reproduces the codes",
+        inputs_for,
+        verify_requantize,
+        None,
+        frozenset(),
+    ),
+    (
+        "8",
+        "error-bound",
+        "|x - code*scale| <= scale/2 for every unclipped element",
+        inputs_for,
+        verify_error_bound,
+        None,
+        frozenset({"b1"}),
+    ),
 )
-_FAKE: tuple[tuple[str, str, str, Inputs, Callable[..., Evidence], Callable[[Conventions], bool] | None, frozenset[str]], ...] = (
-    ("4", "fake-matches-reference", "the dequantized output equals codes*scale of the reference in the input dtype", inputs_for, verify_fake_match, None, frozenset()),
-    ("5", "power-of-two-invariance", "scaling the input by 2**k scales the output by exactly 2**k", _with_power, verify_power_of_two, None, frozenset()),
-    ("6", "sign-symmetry", "fake(-x) == -fake(x) (off b1 ties) under a symmetric rounding", inputs_for, verify_sign_symmetry, _symmetric, frozenset()),
-    ("9", "fake-domain", "the output keeps dtype and shape, is finite, and each group holds one magnitude", inputs_for, verify_fake_domain, None, frozenset()),
-    ("10", "fake-fixed-point", "fake-quantizing the output again keeps its pattern (weights) or its values (activations)", inputs_for, verify_fake_fixed_point, None, frozenset()),
+_FAKE: tuple[
+    tuple[str, str, str, Inputs, Callable[..., Evidence], Callable[[Conventions], bool] | None, frozenset[str]], ...
+] = (
+    (
+        "4",
+        "fake-matches-reference",
+        "the dequantized output equals codes*scale of the reference in the input dtype",
+        inputs_for,
+        verify_fake_match,
+        None,
+        frozenset(),
+    ),
+    (
+        "5",
+        "power-of-two-invariance",
+        "scaling the input by 2**k scales the output by exactly 2**k",
+        _with_power,
+        verify_power_of_two,
+        None,
+        frozenset(),
+    ),
+    (
+        "6",
+        "sign-symmetry",
+        "fake(-x) == -fake(x) (off b1 ties) under a symmetric rounding",
+        inputs_for,
+        verify_sign_symmetry,
+        _symmetric,
+        frozenset(),
+    ),
+    (
+        "9",
+        "fake-domain",
+        "the output keeps dtype and shape, is finite, and each group holds one magnitude",
+        inputs_for,
+        verify_fake_domain,
+        None,
+        frozenset(),
+    ),
+    (
+        "10",
+        "fake-fixed-point",
+        "fake-quantizing the output again keeps its pattern (weights) or its values (activations)",
+        inputs_for,
+        verify_fake_fixed_point,
+        None,
+        frozenset(),
+    ),
 )
 _COMMON: tuple[tuple[str, str, str, Inputs, Callable[..., Evidence], frozenset[str]], ...] = (
-    ("IN-5", "zero-input", "all-zero tensors and rows give finite outputs and the reference codes (never NaN)", _zero_inputs, verify_zero_input, frozenset()),
-    ("GEN-1", "input-not-mutated", "the input tensor is bit-identical after the call", inputs_for, verify_not_mutated, frozenset()),
-    ("GEN-2", "repeatable-and-fresh", "the same input gives the same output; a different input of the same shape is not served from a cache", _pairs, verify_repeatable_and_fresh, frozenset()),
-    ("GEN-3", "layout-independent", "transposed-storage and strided views give exactly the contiguous result", inputs_for, verify_layout_independent, frozenset()),
-    ("STE-1", "straight-through-gradient", "the gradient of the fake-quant op is exactly the identity", inputs_for, verify_ste, frozenset({"quantize"})),
+    (
+        "IN-5",
+        "zero-input",
+        "all-zero tensors and rows give finite outputs and the reference codes (never NaN)",
+        _zero_inputs,
+        verify_zero_input,
+        frozenset(),
+    ),
+    (
+        "GEN-1",
+        "input-not-mutated",
+        "the input tensor is bit-identical after the call",
+        inputs_for,
+        verify_not_mutated,
+        frozenset(),
+    ),
+    (
+        "GEN-2",
+        "repeatable-and-fresh",
+        "the same input gives the same output; a different input of the same shape is not served from a cache",
+        _pairs,
+        verify_repeatable_and_fresh,
+        frozenset(),
+    ),
+    (
+        "GEN-3",
+        "layout-independent",
+        "transposed-storage and strided views give exactly the contiguous result",
+        inputs_for,
+        verify_layout_independent,
+        frozenset(),
+    ),
+    (
+        "STE-1",
+        "straight-through-gradient",
+        "the gradient of the fake-quant op is exactly the identity",
+        inputs_for,
+        verify_ste,
+        frozenset({"quantize"}),
+    ),
 )
 
 
@@ -462,7 +635,15 @@ def _build() -> tuple[Check, ...]:
     return tuple(checks)
 
 
-def _make(requirement: str, name: str, op: Op, proves: str, inputs: Inputs, verify: Callable[..., Evidence], applies: Callable[[Conventions], bool] | None) -> Check:
+def _make(
+    requirement: str,
+    name: str,
+    op: Op,
+    proves: str,
+    inputs: Inputs,
+    verify: Callable[..., Evidence],
+    applies: Callable[[Conventions], bool] | None,
+) -> Check:
     def strategy(conventions: Conventions, _op: Op = op) -> SearchStrategy[Any]:
         return inputs(_op, conventions)
 

@@ -86,7 +86,9 @@ def scale_like_reference(scale: torch.Tensor, reference: torch.Tensor, op: Op) -
     return scale.reshape(reference.shape).to(torch.float64)
 
 
-def dequantize(codes: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, op: Op, conventions: Conventions) -> torch.Tensor:
+def dequantize(
+    codes: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, op: Op, conventions: Conventions
+) -> torch.Tensor:
     """``codes * scale`` per element, float64 (scale already in the reference's shape)."""
     per_element = expand_scale(scale, x.shape, op.granularity(conventions))
     return codes.to(torch.float64) * per_element

@@ -70,11 +70,22 @@ def run_check(
     op = OPS[check.op]
     started = time.perf_counter()
     if not check.applies(conventions):
-        return CheckResult(check.key, check.requirement, check.name, check.op, "NOT APPLICABLE",
-                           f"does not apply under {conventions.describe()}", None, 0, 0, 0.0)
+        return CheckResult(
+            check.key,
+            check.requirement,
+            check.name,
+            check.op,
+            "NOT APPLICABLE",
+            f"does not apply under {conventions.describe()}",
+            None,
+            0,
+            0,
+            0.0,
+        )
     base = profile_settings(profile)
-    chosen = settings(base, max_examples=max_examples or base.max_examples, report_multiple_bugs=False,
-                      derandomize=False)
+    chosen = settings(
+        base, max_examples=max_examples or base.max_examples, report_multiple_bugs=False, derandomize=False
+    )
     last_failure: list[tuple[Any, CheckFailure]] = []
     near = [0]
     examples = [0]
@@ -105,5 +116,15 @@ def run_check(
             counterexample = describe_input(last_failure[-1][0])
     if verdict == "PASS" and near[0]:
         message = f"passed; {near[0]} element(s) differed only inside the near-boundary window (counted)"
-    return CheckResult(check.key, check.requirement, check.name, check.op, verdict, message, counterexample,
-                       near[0], examples[0], time.perf_counter() - started)
+    return CheckResult(
+        check.key,
+        check.requirement,
+        check.name,
+        check.op,
+        verdict,
+        message,
+        counterexample,
+        near[0],
+        examples[0],
+        time.perf_counter() - started,
+    )

@@ -508,16 +508,22 @@ def act_quantize(
 def act_fake_quantize(
     x: FloatArray, conventions: Conventions = DEFAULT, *, source_dtype: str | None = None
 ) -> FloatArray:
-    """``codes * scale`` rounded once to the input dtype (the FAQ's ``activation_quant``)."""
+    """``code * a / Qp`` (``a = apply_eps(max |x|)``, the divisor) rounded once to the input
+    dtype: the largest code maps back to exactly ``a`` (SPEC ACT-4)."""
     op = "act_fake_quantize"
     fmt = _check_activation(op, x, source_dtype)
-    codes, scale = act_quantize(x, conventions, source_dtype=source_dtype)
+    codes, _ = act_quantize(x, conventions, source_dtype=source_dtype)
     groups = groups_of(op, x.shape, conventions.activation_granularity)
-    scales = [Fraction(float(s)) for s in scale.ravel().tolist()]
+    values = exact_values(x)
+    scale_fmt = _scale_format(fmt)
+    q_p = 2 ** (conventions.activation_bits - 1) - 1
+    steps = [
+        apply_eps(_absmax(values, start, stop), conventions, scale_fmt) / q_p for start, stop in groups.bounds
+    ]
     return _fake_array(
         codes.ravel().tolist(),
         _group_index(groups, x.size),
-        lambda g, c: c * scales[g],
+        lambda g, c: c * steps[g],
         fmt,
         x.shape,
     )

@@ -19,10 +19,8 @@ def round_to_integer(q: torch.Tensor, rounding: Rounding) -> torch.Tensor:
         return nearest_even
     truncated = torch.trunc(q)
     tie = (q - truncated).abs() == 0.5  # exact: q - trunc(q) is exact in binary floating point
-    if rounding is Rounding.HALF_AWAY:
-        resolved = truncated + torch.sign(q)
-    else:  # HALF_UP: towards +inf
-        resolved = torch.floor(q) + 1.0
+    # HALF_AWAY: away from zero; HALF_UP: towards +inf
+    resolved = truncated + torch.sign(q) if rounding is Rounding.HALF_AWAY else torch.floor(q) + 1.0
     return torch.where(tie, resolved, nearest_even)
 
 

@@ -27,6 +27,6 @@ def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
     """``quantized`` forward; d(out)/dx is the identity backward (gradient flows to ``x`` only)."""
     if not x.requires_grad:
         return quantized
-    out = _StraightThrough.apply(x, quantized.detach())
+    out = _StraightThrough.apply(x, quantized.detach())  # type: ignore[no-untyped-call]
     assert isinstance(out, torch.Tensor)
     return out
