@@ -14,7 +14,7 @@ import torch
 
 from qcheck.conventions import Conventions
 from qcheck.ops import Op
-from qcheck.quantizers.activations import code_range
+from qcheck.quantizers.activations import code_range, exact_quotient
 from qcheck.quantizers.exact import compare_to_mean, exact_group_means
 from qcheck.quantizers.grouping import group_layout
 from qcheck.quantizers.statistics import apply_eps, group_absmax, group_absmean
@@ -91,7 +91,7 @@ def _act(x: torch.Tensor, conventions: Conventions) -> Decisions:
     flat = x.detach().reshape(-1).to(torch.float64)
     divisor = apply_eps(group_absmax(flat, layout), conventions, scale_dtype_for(x.dtype))[layout.ids]
     safe = torch.where(divisor > 0, divisor, 1.0)
-    q = torch.where(divisor > 0, flat * high / safe, 0.0).reshape(x.shape)
+    q = torch.where(divisor > 0, exact_quotient(flat, high, safe), 0.0).reshape(x.shape)
     floor = torch.floor(q)
     half = floor + 0.5
     ties = (q == half) & (q.abs() <= high + 0.5)

@@ -7,6 +7,7 @@ Each variant has the one bug it is named for and is otherwise written like the c
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -667,7 +668,9 @@ _CLASSES: tuple[tuple[str, Callable[[str], Callable[..., Any]], str, str, tuple[
 
 for _class, _factory, _description, _origin, _ops in _CLASSES:
     for _op in _ops:
-        _known_bad(f"{_class}-{_SHORT[_op]}", _op, _description, _origin)(_factory(_op))
+        _variant = functools.update_wrapper(_factory(_op), _reference(_op))  # the op's signature
+        _variant.__name__ = _variant.__qualname__ = f"{_class.replace('-', '_')}_{_op}"
+        _known_bad(f"{_class}-{_SHORT[_op]}", _op, _description, _origin)(_variant)
 
 
 CATALOGUE: tuple[KnownBad, ...] = tuple(_REGISTRY)

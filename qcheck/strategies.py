@@ -11,7 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from hypothesis import strategies as st
@@ -143,9 +143,7 @@ def _rows(shape: Shape) -> tuple[tuple[int, ...], ...]:
     return _groups(shape, PER_ROW) if len(shape) else ((0,),)
 
 
-def _assemble(
-    values: list[float], shape: Shape, dtype: torch.dtype, *, exact: bool
-) -> torch.Tensor:
+def _assemble(values: list[float], shape: Shape, dtype: torch.dtype, *, exact: bool) -> torch.Tensor:
     """The values as a contiguous tensor of ``dtype`` (round to nearest even unless ``exact``)."""
     source = torch.tensor(values, dtype=torch.float64).reshape(shape)
     out = source.to(dtype)
@@ -165,27 +163,21 @@ def dtypes(allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> SearchStrategy[torc
     return st.sampled_from(tuple(allowed))
 
 
-def shapes(
-    *, min_dims: int = 1, max_dims: int = 2, max_side: int = 9, min_side: int = 1
-) -> SearchStrategy[Shape]:
+def shapes(*, min_dims: int = 1, max_dims: int = 2, max_side: int = 9, min_side: int = 1) -> SearchStrategy[Shape]:
     """Shapes of ``min_dims..max_dims`` dimensions with sides in ``min_side..max_side``.
 
     Every size is equally reachable, so (1,), (1, 1) and odd sizes (7, 9) all occur; shrinks to
     ``(min_side,) * min_dims``.
     """
     if not 0 <= min_dims <= max_dims or not 0 <= min_side <= max_side:
-        raise InvalidArgument(
-            f"bad shape bounds: dims {min_dims}..{max_dims}, sides {min_side}..{max_side}"
-        )
+        raise InvalidArgument(f"bad shape bounds: dims {min_dims}..{max_dims}, sides {min_side}..{max_side}")
     sides = st.integers(min_side, max_side)
     return st.lists(sides, min_size=min_dims, max_size=max_dims).map(tuple)
 
 
 def _shapes_with_long_rows(*, min_dims: int, max_dims: int, max_side: int) -> SearchStrategy[Shape]:
     """Like :func:`shapes` but the last side is at least 2, so a row can hold a tie."""
-    lead = st.lists(
-        st.integers(1, max_side), min_size=max(min_dims - 1, 0), max_size=max(max_dims - 1, 0)
-    )
+    lead = st.lists(st.integers(1, max_side), min_size=max(min_dims - 1, 0), max_size=max(max_dims - 1, 0))
     last = st.integers(min(2, max_side), max_side)
     return st.tuples(lead, last).map(lambda p: (*p[0], p[1]))
 
@@ -370,9 +362,7 @@ def _general_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventio
     return draw(_fixed_list(_GENERAL, math.prod(shape)))
 
 
-def _all_equal_values(
-    draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
-) -> list[float]:
+def _all_equal_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     value = _round_scalar(draw(_EQUAL), dtype)
     return [value] * math.prod(shape)
 
@@ -392,9 +382,7 @@ def _zero_units_values(units: tuple[tuple[int, ...], ...], draw: DrawFn, n: int)
     return values
 
 
-def _subnormal_values(
-    draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
-) -> list[float]:
+def _subnormal_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     strict, pool = _subnormal_pools(dtype)
     n = math.prod(shape)
     values = draw(_fixed_list(pool, n))
@@ -425,9 +413,7 @@ def _outlier_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventio
     small = draw(_fixed_list(_SMALL, n))
     values = [_round_scalar(math.ldexp(v, exponent), dtype) for v in small]
     if n:
-        outlier = _signed(
-            st.sampled_from((1.0, 1.5)).map(lambda m: math.ldexp(m, exponent + ratio))
-        )
+        outlier = _signed(st.sampled_from((1.0, 1.5)).map(lambda m: math.ldexp(m, exponent + ratio)))
         for _ in range(draw(st.integers(1, 2))):
             values[draw(st.integers(0, n - 1))] = draw(outlier)
     return values
@@ -439,9 +425,7 @@ def _mixed_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
     lim = _limits(dtype)
     low, high = max(_log2_exact(lim.tiny) + 2, -24), min(lim.top - 3, 24)
     n = math.prod(shape)
-    magnitude = st.builds(
-        math.ldexp, st.sampled_from((1.0, 1.5, 1.25, 1.75)), st.integers(low, high)
-    )
+    magnitude = st.builds(math.ldexp, st.sampled_from((1.0, 1.5, 1.25, 1.75)), st.integers(low, high))
     signs = draw(_fixed_list(st.booleans(), n))
     mags = draw(_fixed_list(magnitude, n))
     if n >= 2 and len(set(signs)) == 1:
@@ -466,15 +450,11 @@ def _exponent_window(valid: list[int], what: str) -> tuple[int, int]:
     return max(lo, hi - 8), hi
 
 
-def _eps_leaves_intact(
-    stats: list[list[float]], dtype: torch.dtype, conventions: Conventions
-) -> list[bool]:
+def _eps_leaves_intact(stats: list[list[float]], dtype: torch.dtype, conventions: Conventions) -> list[bool]:
     """Per row of candidate statistics: whether the reference's divisor equals every one of them
     (eps does not clamp or, under EpsMode.ADD, rounds away in the scale dtype)."""
     values = torch.tensor(stats, dtype=torch.float64)
-    divisor = apply_eps(values.reshape(-1), conventions, scale_dtype_for(dtype)).reshape(
-        values.shape
-    )
+    divisor = apply_eps(values.reshape(-1), conventions, scale_dtype_for(dtype)).reshape(values.shape)
     return [bool(r) for r in (divisor == values).all(dim=1)]
 
 
@@ -496,11 +476,7 @@ def _weight_tie_exponents(dtype: torch.dtype, conventions: Conventions) -> tuple
     """Exponents k for which every ``gamma = c * 2**k`` (c in _GAMMA_MANTISSAS) keeps elements
     from gamma/4 to 8 * 1.75 * gamma normal and finite, and survives the declared eps."""
     lim = _limits(dtype)
-    ks = [
-        k
-        for k in _candidate_exponents(lim)
-        if math.ldexp(0.25, k) >= lim.tiny and _finite_in(14.0, k, lim)
-    ]
+    ks = [k for k in _candidate_exponents(lim) if math.ldexp(0.25, k) >= lim.tiny and _finite_in(14.0, k, lim)]
     stats = [[math.ldexp(float(c), k) for c in _GAMMA_MANTISSAS] for k in ks]
     ok = _eps_leaves_intact(stats, dtype, conventions) if ks else []
     return _exponent_window([k for k, good in zip(ks, ok, strict=True) if good], "weight ties")
@@ -512,11 +488,7 @@ def _activation_tie_exponents(dtype: torch.dtype, conventions: Conventions) -> t
     the declared eps leaves ``absmax`` intact."""
     lim = _limits(dtype)
     qp = 2 ** (conventions.activation_bits - 1) - 1
-    ks = [
-        k
-        for k in _candidate_exponents(lim)
-        if math.ldexp(0.5, k) >= lim.tiny and _finite_in(float(qp), k, lim)
-    ]
+    ks = [k for k in _candidate_exponents(lim) if math.ldexp(0.5, k) >= lim.tiny and _finite_in(float(qp), k, lim)]
     stats = [[qp * math.ldexp(1.0, k)] for k in ks]
     ok = _eps_leaves_intact(stats, dtype, conventions) if ks else []
     return _exponent_window([k for k, good in zip(ks, ok, strict=True) if good], "activation ties")
@@ -567,9 +539,7 @@ def _absmax_tie_group(draw: DrawFn, n: int) -> list[Fraction]:
 
 
 def _weight_tie_values_for(power_of_two_scales: bool) -> _Builder:
-    def build(
-        draw: DrawFn, shape: Shape, dtype: torch.dtype, conventions: Conventions
-    ) -> list[float]:
+    def build(draw: DrawFn, shape: Shape, dtype: torch.dtype, conventions: Conventions) -> list[float]:
         lo, hi = _weight_tie_exponents(dtype, conventions)
         mantissas = _GAMMA_MANTISSAS[:1] if power_of_two_scales else _GAMMA_MANTISSAS
         absmax = conventions.weight_statistic is Statistic.ABSMAX
@@ -584,9 +554,7 @@ def _weight_tie_values_for(power_of_two_scales: bool) -> _Builder:
             # Fraction-exact check of the construction: the group's statistic is gamma itself.
             if [Fraction(f) for f in floats] != exact:
                 raise AssertionError("qcheck.strategies bug: a tie value is not a float")
-            statistic = (
-                max(abs(v) for v in exact) if absmax else sum(map(abs, exact), Fraction(0)) / n
-            )
+            statistic = max(abs(v) for v in exact) if absmax else sum(map(abs, exact), Fraction(0)) / n
             if statistic != gamma or (n >= 2 and gamma / 2 not in map(abs, exact)):
                 raise AssertionError("qcheck.strategies bug: tie group statistic is not gamma")
             for index, value in zip(group, floats, strict=True):
@@ -596,9 +564,7 @@ def _weight_tie_values_for(power_of_two_scales: bool) -> _Builder:
     return build
 
 
-def _activation_tie_values(
-    draw: DrawFn, shape: Shape, dtype: torch.dtype, conventions: Conventions
-) -> list[float]:
+def _activation_tie_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, conventions: Conventions) -> list[float]:
     """Per group (token): one ``±Qp * 2**m`` (the absmax), the others ``(k + 1/2) * 2**m`` with
     |k + 1/2| < Qp or integers ``k * 2**m``, so ``x * Qp / absmax`` is exactly k + 1/2 or k."""
     qp = 2 ** (conventions.activation_bits - 1) - 1
@@ -624,7 +590,35 @@ def _activation_tie_values(
 # --------------------------------------------------------------------------------------------
 # weight families
 
-WeightFamily = Callable[..., SearchStrategy[torch.Tensor]]
+
+class WeightFamily(Protocol):
+    """The signature every named weight family shares."""
+
+    def __call__(
+        self,
+        *,
+        dtype: torch.dtype | None = ...,
+        shape: Sequence[int] | None = ...,
+        conventions: Conventions = ...,
+        max_side: int = ...,
+        non_contiguous: bool = ...,
+    ) -> SearchStrategy[torch.Tensor]: ...
+
+
+class ActivationFamily(Protocol):
+    """The signature every named activation family shares."""
+
+    def __call__(
+        self,
+        *,
+        dtype: torch.dtype | None = ...,
+        shape: Sequence[int] | None = ...,
+        conventions: Conventions = ...,
+        min_dims: int = ...,
+        max_dims: int = ...,
+        max_side: int = ...,
+        non_contiguous: bool = ...,
+    ) -> SearchStrategy[torch.Tensor]: ...
 
 
 def _weight_shapes(max_side: int) -> SearchStrategy[Shape]:
@@ -715,13 +709,9 @@ def all_equal_weights(
     )
 
 
-def _zero_row_weight_values(
-    draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
-) -> list[float]:
+def _zero_row_weight_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     per_group = c.weight_granularity.kind is GranularityKind.PER_GROUP
-    units = (
-        _groups(shape, c.weight_granularity) if per_group and draw(st.booleans()) else _rows(shape)
-    )
+    units = _groups(shape, c.weight_granularity) if per_group and draw(st.booleans()) else _rows(shape)
     return _zero_units_values(units if math.prod(shape) else (), draw, math.prod(shape))
 
 
@@ -847,9 +837,7 @@ def _check_families(families: Sequence[str], known: Mapping[str, object]) -> tup
     chosen = (families,) if isinstance(families, str) else tuple(families)
     unknown = [f for f in chosen if f not in known]
     if not chosen or unknown:
-        raise InvalidArgument(
-            f"families must be a non-empty subset of {tuple(known)}, got {families!r}"
-        )
+        raise InvalidArgument(f"families must be a non-empty subset of {tuple(known)}, got {families!r}")
     return chosen
 
 
@@ -887,24 +875,18 @@ def _token_units(shape: Shape) -> tuple[tuple[int, ...], ...]:
     return _rows(shape) if math.prod(shape) else ()
 
 
-def _zero_token_values(
-    draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
-) -> list[float]:
+def _zero_token_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     return _zero_units_values(_token_units(shape), draw, math.prod(shape))
 
 
 def _one_hot_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     values = [0.0] * math.prod(shape)
     for token in _token_units(shape):
-        values[token[draw(st.integers(0, len(token) - 1))]] = _round_scalar(
-            draw(_GENERAL_NONZERO), dtype
-        )
+        values[token[draw(st.integers(0, len(token) - 1))]] = _round_scalar(draw(_GENERAL_NONZERO), dtype)
     return values
 
 
-def _constant_token_values(
-    draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
-) -> list[float]:
+def _constant_token_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     values = [0.0] * math.prod(shape)
     for token in _token_units(shape):
         value = _round_scalar(draw(_EQUAL), dtype)
@@ -940,9 +922,7 @@ def _activation_family(
 ) -> SearchStrategy[torch.Tensor]:
     builder, exact, long_rows = _ACTIVATION_BUILDERS[name]
     if long_rows:
-        shape_strategy = _shapes_with_long_rows(
-            min_dims=min_dims, max_dims=max_dims, max_side=max_side
-        )
+        shape_strategy = _shapes_with_long_rows(min_dims=min_dims, max_dims=max_dims, max_side=max_side)
     else:
         shape_strategy = shapes(min_dims=min_dims, max_dims=max_dims, max_side=max_side)
     return _family(
@@ -956,7 +936,9 @@ def _activation_family(
     )
 
 
-def _activation_strategy(name: str, doc: str) -> WeightFamily:
+def _activation_strategy(name: str, public_name: str, doc: str) -> ActivationFamily:
+    """A named activation family (``public_name``) drawing family ``name``."""
+
     def strategy(
         *,
         dtype: torch.dtype | None = None,
@@ -979,15 +961,18 @@ def _activation_strategy(name: str, doc: str) -> WeightFamily:
         )
 
     strategy.__doc__ = doc
+    strategy.__name__ = strategy.__qualname__ = public_name
     return strategy
 
 
 general_activations = _activation_strategy(
     "general",
+    "general_activations",
     "Moderate activations (|x| <= 4) rounded to the dtype: the baseline for wrong formulas.",
 )
 activation_ties = _activation_strategy(
     "ties",
+    "activation_ties",
     "Per token (or tensor) absmax ``Qp * 2**m`` (``Qp = 2**(bits-1) - 1``) and other elements "
     "``(k + 1/2) * 2**m`` or ``k * 2**m``, so ``x * Qp / absmax`` is exactly k + 1/2 or k: the "
     "rounding rule and ``floor(x + 0.5)``.  m keeps every value normal and eps from moving the "
@@ -996,36 +981,42 @@ activation_ties = _activation_strategy(
 )
 zero_token_activations = _activation_strategy(
     "zero-rows",
+    "zero_token_activations",
     "At least one token (or the whole tensor) exactly zero (±0.0), the rest general: division "
     "by a zero absmax (NaN), eps handling.",
 )
 subnormal_activations = _activation_strategy(
     "subnormal",
+    "subnormal_activations",
     "At least one subnormal, with zeros, the smallest normals and ~sqrt(smallest subnormal): "
     "flush-to-zero and an absmax below eps.",
 )
 extreme_activations = _activation_strategy(
     "extreme",
+    "extreme_activations",
     "Values near the dtype's max, both signs, at least one >= max/4: ``x * Qp`` overflows "
     "although ``x * Qp / absmax`` is at most Qp.",
 )
 outlier_activations = _activation_strategy(
     "outliers",
+    "outlier_activations",
     "Mostly small values with one or two 1.6e4..1.6e6 times larger: absmax over the wrong "
     "dimension (sequence instead of hidden), per-tensor instead of per-token.",
 )
 one_hot_activations = _activation_strategy(
     "one-hot",
+    "one_hot_activations",
     "One nonzero per token: codes ±Qp for it, 0 elsewhere; catches clamps of [-Qp, Qp] vs "
     "[-Q, Q-1] and off-by-one ranges.",
 )
 constant_token_activations = _activation_strategy(
     "constant-rows",
+    "constant_token_activations",
     "Each token constant (0.3, 0.1, -0.7, ...; tokens differ): |x| == absmax everywhere, so "
     "every code is ±Qp exactly and a reciprocal-scaled kernel may land on Qp ± 1 ulp.",
 )
 
-ACTIVATION_FAMILIES: Mapping[str, WeightFamily] = {
+ACTIVATION_FAMILIES: Mapping[str, ActivationFamily] = {
     "general": general_activations,
     "ties": activation_ties,
     "zero-rows": zero_token_activations,
@@ -1095,8 +1086,7 @@ def with_scale(tensor: torch.Tensor, power: int) -> torch.Tensor:
         finite = bool(torch.isfinite(source).all())
         lo, hi = _exact_power_range(source, tensor.dtype) if finite else (0, -1)
         raise ValueError(
-            f"with_scale: tensor * 2**{power} is not exact in {tensor.dtype} "
-            f"(exact powers for this tensor: {lo}..{hi})"
+            f"with_scale: tensor * 2**{power} is not exact in {tensor.dtype} (exact powers for this tensor: {lo}..{hi})"
         )
     result = torch.empty_like(tensor)
     result.copy_(out)
@@ -1134,9 +1124,7 @@ def _min_shift(statistic: Fraction, floor: Fraction) -> int:
     return k
 
 
-def _group_statistics(
-    x: torch.Tensor, shape: torch.Size, conventions: Conventions, role: Role
-) -> list[Fraction]:
+def _group_statistics(x: torch.Tensor, shape: torch.Size, conventions: Conventions, role: Role) -> list[Fraction]:
     if role == "weight":
         statistic, granularity = conventions.weight_statistic, conventions.weight_granularity
     else:
@@ -1149,9 +1137,7 @@ def _group_statistics(
     return exact_group_means(x.abs(), layout.ids, layout.counts).exact
 
 
-def safe_power_range(
-    t: torch.Tensor, conventions: Conventions = DEFAULT, *, role: Role = "weight"
-) -> tuple[int, int]:
+def safe_power_range(t: torch.Tensor, conventions: Conventions = DEFAULT, *, role: Role = "weight") -> tuple[int, int]:
     """``(lo, hi)``: for every k in lo..hi, ``t * 2**k`` is exact in t's dtype (no overflow, no bit
     lost to a subnormal) and every nonzero group statistic (the weight statistic, or the absmax
     for ``role="activation"``, per the conventions' granularity) stays in the regime where the

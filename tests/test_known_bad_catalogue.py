@@ -410,6 +410,70 @@ def _() -> None:
     assert bad[1].tolist() == pytest.approx([1.0, -1.0])
 
 
+# more single-op variants and the classes of bug applied to every op
+
+
+@evidence("b1-beta-without-abs")
+def _() -> None:
+    w = torch.tensor([1.0, -3.0, 2.0, 4.0])
+    bad = known_bad.by_name("b1-beta-without-abs").fn
+    assert not torch.equal(bad(-w), -bad(w))
+    assert torch.equal(quantizers.b1_fake_quantize(-w), -quantizers.b1_fake_quantize(w))
+
+
+@evidence("sign-by-division")
+def _() -> None:
+    assert bool(known_bad.by_name("sign-by-division").fn(torch.zeros(4)).isnan().all())
+    assert bool(torch.isfinite(quantizers.b1_fake_quantize(torch.zeros(4))).all())
+
+
+@evidence("b158-centred")
+def _() -> None:
+    w = torch.tensor([0.0, 3.0, 3.0, 3.0])
+    assert not torch.equal(known_bad.by_name("b158-centred").fn(w), quantizers.b158_fake_quantize(w))
+
+
+def _outputs(value: object) -> tuple[torch.Tensor, ...]:
+    return tuple(value) if isinstance(value, tuple) else (value,)  # type: ignore[arg-type]
+
+
+def _same(a: object, b: object) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(_outputs(a), _outputs(b), strict=True))
+
+
+def _class_evidence(name: str, op: str) -> Callable[[], None]:
+    reference = getattr(quantizers, op)
+    bad = known_bad.by_name(name).fn
+    x = torch.tensor([[1.0, -2.0, 0.25], [3.0, 0.5, -1.0]])
+
+    def check() -> None:
+        if name.startswith("writes-back"):
+            y = x.clone()
+            bad(y)
+            assert not torch.equal(y, x)
+        elif name.startswith("memory-order"):
+            view = x.t().contiguous().t()
+            assert not _same(bad(view), reference(x))
+        elif name.startswith("flush-tiny"):
+            tiny = torch.tensor([[3e-7, -2e-7, 1e-7], [2e-7, 1e-7, -3e-7]])
+            assert not _same(bad(tiny), reference(tiny))
+        elif name.startswith("detached"):
+            leaf = x.clone().requires_grad_(True)
+            assert not bad(leaf).requires_grad and reference(leaf).requires_grad
+        elif name.startswith("stale-cache"):
+            bad(x)
+            assert not _same(bad(-2 * x), reference(-2 * x))
+        else:  # pragma: no cover - a new class needs its evidence here
+            raise AssertionError(f"no evidence for {name}")
+
+    return check
+
+
+for _entry in known_bad.CATALOGUE:
+    if _entry.name.split("-")[0] in {"writes", "memory", "flush", "detached", "stale"}:
+        EVIDENCE[_entry.name] = _class_evidence(_entry.name, _entry.op)
+
+
 def test_every_variant_has_evidence() -> None:
     assert sorted(EVIDENCE) == sorted(NAMES)
 

@@ -145,9 +145,7 @@ WEIGHT_TIE_CONVENTIONS = [
 def test_weight_ties_land_exactly_on_one_half_of_each_groups_statistic(
     conventions: Conventions,
 ) -> None:
-    tie_code = {Rounding.HALF_EVEN: 0, Rounding.HALF_AWAY: 1, Rounding.HALF_UP: 1}[
-        conventions.rounding
-    ]
+    tie_code = {Rounding.HALF_EVEN: 0, Rounding.HALF_AWAY: 1, Rounding.HALF_UP: 1}[conventions.rounding]
 
     @FEW
     @given(S.weight_ties(conventions=conventions))
@@ -251,13 +249,9 @@ def test_zero_row_weights_have_a_zero_row_or_group(conventions: Conventions) -> 
         assert any(all(v == 0 for v in unit) for unit in units)
 
     check()
-    whole = find(
-        S.zero_row_weights(), lambda t: t.dim() == 2 and t.shape[0] >= 2 and not bool(t.any())
-    )
+    whole = find(S.zero_row_weights(), lambda t: t.dim() == 2 and t.shape[0] >= 2 and not bool(t.any()))
     assert not bool(whole.any())
-    negative = find(
-        S.zero_row_weights(), lambda t: bool(torch.signbit(t).logical_and(t == 0).any())
-    )
+    negative = find(S.zero_row_weights(), lambda t: bool(torch.signbit(t).logical_and(t == 0).any()))
     assert bool((negative == 0).any())
 
 
@@ -372,9 +366,7 @@ def test_layouts_keep_the_logical_values(data: st.DataObject) -> None:
 
 def test_every_layout_occurs_in_the_family_draws() -> None:
     draws = sample(S.weights(), 150) + sample(S.activations(), 150)
-    transposed = [
-        t for t in draws if t.dim() >= 2 and t.stride()[-2] == 1 and min(t.shape[-2:]) > 1
-    ]
+    transposed = [t for t in draws if t.dim() >= 2 and t.stride()[-2] == 1 and min(t.shape[-2:]) > 1]
     strided = [t for t in draws if t.dim() >= 1 and t.stride()[-1] == 2 and t.shape[-1] > 1]
     offset = [t for t in draws if t.storage_offset() == 1]
     assert transposed and strided and offset
@@ -434,9 +426,7 @@ def test_safe_power_range_keeps_scaling_exact_and_codes_invariant(conventions: C
         )
         wa, wb = S.with_scale(w, a), S.with_scale(w, b)
         assert torch.equal(S.with_scale(wa, -a), w)
-        assert torch.equal(
-            b158_quantize(wa, conventions).codes, b158_quantize(wb, conventions).codes
-        )
+        assert torch.equal(b158_quantize(wa, conventions).codes, b158_quantize(wb, conventions).codes)
         assert torch.equal(b1_quantize(wa, conventions).codes, b1_quantize(wb, conventions).codes)
         if bool(w.any()):
             with pytest.raises(ValueError):
@@ -448,6 +438,8 @@ def test_safe_power_range_keeps_scaling_exact_and_codes_invariant(conventions: C
 @FEW
 @given(st.data())
 def test_safe_power_range_for_activations_keeps_codes_invariant(data: st.DataObject) -> None:
+    # "extreme" is left out: for float64 near max the reference's ``x * Qp`` overflows (a finding
+    # for qcheck.quantizers.activations, not a property of the range).
     families = tuple(f for f in S.ALL_ACTIVATION_FAMILIES if f != "extreme")
     x = data.draw(S.activations(families=families), label="x")
     lo, hi = S.safe_power_range(x, role="activation")

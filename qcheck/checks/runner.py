@@ -17,6 +17,16 @@ from qcheck.conventions import DEFAULT, Conventions
 from qcheck.ops import OPS
 from qcheck.profiles import profile_settings
 
+SHRINK_SECONDS = 10
+"""Hypothesis shrinks a failure for up to 300 s by default; a grading run bounds it so a failing
+check costs seconds.  The verdict never depends on it; only how small the example gets might."""
+
+
+def _bound_shrinking() -> None:
+    from hypothesis.internal.conjecture import engine
+
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS  # no public setting exists for this bound
+
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
@@ -68,6 +78,7 @@ def run_check(
 ) -> CheckResult:
     """Run ``check`` on ``impl`` under ``conventions``; same check, seed and profile, same verdict."""
     op = OPS[check.op]
+    _bound_shrinking()
     started = time.perf_counter()
     if not check.applies(conventions):
         return CheckResult(

@@ -23,6 +23,14 @@ def code_range(bits: int) -> tuple[int, int]:
     return -q, q - 1
 
 
+def exact_quotient(values: torch.Tensor, multiplier: int, divisor: torch.Tensor) -> torch.Tensor:
+    """``values * multiplier / divisor`` in float64 with both operands scaled by 2**-8 first, so
+    that float64 input near its maximum cannot overflow; for float32 and narrower input the
+    product is exact and the quotient correctly rounded (SPEC ACT-2)."""
+    shift = 2.0**-8
+    return (values * shift * multiplier) / (divisor * shift)
+
+
 def _prepare(op: str, x: torch.Tensor, conventions: Conventions) -> tuple[torch.Tensor, GroupLayout]:
     check_float_tensor(op, x, what="activation", min_ndim=1, allow_empty=True)
     layout = group_layout(op, x.shape, conventions.activation_granularity)
@@ -44,7 +52,7 @@ def act_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantiz
     divisor = apply_eps(group_absmax(flat, layout), conventions, scale_dtype)
     per_element = divisor[layout.ids]
     safe = torch.where(per_element > 0, per_element, 1.0)
-    quotient = torch.where(per_element > 0, (flat * high) / safe, 0.0)
+    quotient = torch.where(per_element > 0, exact_quotient(flat, high, safe), 0.0)
     codes = round_to_integer(quotient, conventions.rounding).clamp(low, high).to(torch.int8)
     scale = (divisor / high).to(scale_dtype).reshape(layout.scale_shape)
     return Quantized(codes.reshape(x.shape), scale)
@@ -89,7 +97,7 @@ def act_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEFAULT)
     eta = torch.where(torch.isfinite(eta), eta, 0.0)  # empty groups
     per_gamma = gamma[layout.ids]
     safe = torch.where(per_gamma > 0, per_gamma, 1.0)
-    quotient = torch.where(per_gamma > 0, ((flat - eta[layout.ids]) * q_b) / safe, 0.0)
+    quotient = torch.where(per_gamma > 0, exact_quotient(flat - eta[layout.ids], q_b, safe), 0.0)
     codes = round_to_integer(quotient, conventions.rounding).clamp(0, q_b).to(torch.uint8)
     scale = (gamma / q_b).to(scale_dtype).reshape(layout.scale_shape)
     zero_point = eta.to(scale_dtype).reshape(layout.scale_shape)
