@@ -415,7 +415,7 @@ def _() -> None:
 
 @evidence("b1-beta-without-abs")
 def _() -> None:
-    w = torch.tensor([1.0, -3.0, 2.0, 4.0])
+    w = torch.tensor([1.5, -3.0, 2.0, 4.0])
     bad = known_bad.by_name("b1-beta-without-abs").fn
     assert not torch.equal(bad(-w), -bad(w))
     assert torch.equal(quantizers.b1_fake_quantize(-w), -quantizers.b1_fake_quantize(w))
