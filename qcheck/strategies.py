@@ -54,6 +54,7 @@ ALL_WEIGHT_FAMILIES: tuple[str, ...] = (
     "extreme",
     "outliers",
     "mixed",
+    "near-eps",
 )
 ALL_ACTIVATION_FAMILIES: tuple[str, ...] = (
     "general",
@@ -64,6 +65,7 @@ ALL_ACTIVATION_FAMILIES: tuple[str, ...] = (
     "outliers",
     "one-hot",
     "constant-rows",
+    "near-eps",
 )
 
 _PROBE = "qcheck.strategies"
@@ -417,6 +419,15 @@ def _outlier_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventio
         for _ in range(draw(st.integers(1, 2))):
             values[draw(st.integers(0, n - 1))] = draw(outlier)
     return values
+
+
+def _near_eps_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
+    """General values scaled by 2**k so that the statistic lands within a factor 16 of eps (the
+    declared eps, 1e-5 when none): where clamp, add and a missing eps give different results."""
+    eps = c.eps if c.eps > 0 else 1e-5
+    centre = math.floor(math.log2(eps))
+    k = draw(st.integers(centre - 4, centre + 4))
+    return [_round_scalar(math.ldexp(v, k), dtype) for v in draw(_fixed_list(_GENERAL, math.prod(shape)))]
 
 
 def _mixed_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
@@ -821,6 +832,27 @@ def mixed_weights(
     )
 
 
+def near_eps_weights(
+    *,
+    dtype: torch.dtype | None = None,
+    shape: Sequence[int] | None = None,
+    conventions: Conventions = DEFAULT,
+    max_side: int = 9,
+    non_contiguous: bool = True,
+) -> SearchStrategy[torch.Tensor]:
+    """Weights whose statistic is within a factor 16 of eps: eps clamped vs added vs missing,
+    absolute thresholds (|w| < 1e-6 -> 0) that only show at this scale."""
+    return _family(
+        _near_eps_values,
+        exact=False,
+        dtype=dtype,
+        shape=shape,
+        conventions=conventions,
+        shape_strategy=_weight_shapes(max_side),
+        non_contiguous=non_contiguous,
+    )
+
+
 WEIGHT_FAMILIES: Mapping[str, WeightFamily] = {
     "general": general_weights,
     "ties": weight_ties,
@@ -830,6 +862,7 @@ WEIGHT_FAMILIES: Mapping[str, WeightFamily] = {
     "extreme": extreme_weights,
     "outliers": outlier_weights,
     "mixed": mixed_weights,
+    "near-eps": near_eps_weights,
 }
 
 
@@ -906,6 +939,7 @@ _ACTIVATION_BUILDERS: dict[str, _ActivationBuilder] = {
     "outliers": (_outlier_values, False, False),
     "one-hot": (_one_hot_values, True, False),
     "constant-rows": (_constant_token_values, True, False),
+    "near-eps": (_near_eps_values, False, False),
 }
 
 
@@ -1016,6 +1050,12 @@ constant_token_activations = _activation_strategy(
     "every code is ±Qp exactly and a reciprocal-scaled kernel may land on Qp ± 1 ulp.",
 )
 
+near_eps_activations = _activation_strategy(
+    "near-eps",
+    "near_eps_activations",
+    "Tokens whose absmax is within a factor 16 of eps: the eps clamp decides the scale.",
+)
+
 ACTIVATION_FAMILIES: Mapping[str, ActivationFamily] = {
     "general": general_activations,
     "ties": activation_ties,
@@ -1025,6 +1065,7 @@ ACTIVATION_FAMILIES: Mapping[str, ActivationFamily] = {
     "outliers": outlier_activations,
     "one-hot": one_hot_activations,
     "constant-rows": constant_token_activations,
+    "near-eps": near_eps_activations,
 }
 
 
@@ -1190,6 +1231,8 @@ __all__ = [
     "general_weights",
     "layouts",
     "mixed_weights",
+    "near_eps_activations",
+    "near_eps_weights",
     "one_hot_activations",
     "outlier_activations",
     "outlier_weights",

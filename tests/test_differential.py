@@ -66,9 +66,9 @@ DYADIC_EXPONENTS = {
     "float32": (-149, 119),
     "float64": (-1074, 1010),
 }
-# A known torch deviation (pinned by strict xfail tests at the end) that the random float64
-# activations stay clear of: torch scales values and divisors by 2**-8 (against overflow), which
-# loses bits below ~2**-1014, so float64 magnitudes under this bound are replaced by 0.
+# A known torch limitation (pinned by a strict xfail test at the end) that the random float64
+# activations stay clear of: among float64 subnormals the zero-point variant's tie test
+# (half * gamma) rounds, so float64 magnitudes under this bound are replaced by 0.
 FLOAT64_ACTIVATION_TINY = 2.0**-1000
 
 WEIGHT_CONVENTIONS: dict[str, Conventions] = {
@@ -787,9 +787,6 @@ def test_zero_point_float64_near_max_codes_are_exact() -> None:
     assert ref.act_quantize_zero_point(torch.from_numpy(x)).codes.tolist() == [128, 64, 0]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="torch rounds x - eta to float64: not exact for float32 input"
-)
 def test_zero_point_float32_codes_are_exact_when_eta_is_tiny() -> None:
     x = np.array([1.0, 2.0**-8, -(2.0**-100)], dtype=np.float32)
     # (2**-8 + 2**-100) * 128 / 1 = 1/2 + 2**-93: just above the tie, so 1 under every rounding
@@ -812,12 +809,9 @@ def test_zero_point_float64_fake_is_rounded_once() -> None:
     assert twin.act_fake_quantize_zero_point(x)[0] == want
     assert (
         ref.act_fake_quantize_zero_point(torch.from_numpy(x))[0].item() == want
-    )  # torch: 0.6000000000000001
+    )  # torch (float64, documented): 0.6000000000000001
 
 
-@pytest.mark.xfail(
-    strict=True, reason="torch adds zero_point in float64: inexact for float32 with a tiny eta"
-)
 def test_zero_point_float32_fake_is_rounded_once() -> None:
     x = np.array([1.0 + 2.0**-23, 0.0234375, -(2.0**-100)], dtype=np.float32)
     codes, scale, zero_point = twin.act_quantize_zero_point(x)
@@ -832,7 +826,6 @@ def test_zero_point_float32_fake_is_rounded_once() -> None:
     assert ref.act_fake_quantize_zero_point(torch.from_numpy(x))[1].item() == want
 
 
-@pytest.mark.xfail(strict=True, reason="torch's float64 -> float16 cast goes through float32")
 def test_act_fake_float16_is_rounded_once() -> None:
     x = np.array([0.00017189979553222656, 0.00014460086822509766], dtype=np.float16)
     codes, _ = twin.act_quantize(x, B158_PAPER)
@@ -862,7 +855,7 @@ def test_act_fake_float64_is_rounded_once() -> None:
     assert ref.act_fake_quantize(torch.from_numpy(x))[0].item() == want  # torch: ...1863
 
 
-@pytest.mark.xfail(strict=True, reason="torch scales float64 values by 2**-8: subnormals underflow")
+@pytest.mark.xfail(strict=True, reason="float64 zero-point: half * gamma rounds among float64 subnormals")
 def test_act_float64_subnormal_codes_are_exact() -> None:
     x = np.array([2.5e-323, 5e-324])  # 5 and 1 times the smallest subnormal; eps "none"
     assert twin.act_quantize(x, GGML_TQ).codes.tolist() == [127, 25]  # 127 / 5 = 25.4
@@ -872,7 +865,6 @@ def test_act_float64_subnormal_codes_are_exact() -> None:
     assert got == [102, 0]  # torch: 0, 0
 
 
-@pytest.mark.xfail(strict=True, reason="torch scales a float64 divisor by 2**-8: it underflows")
 def test_act_fake_float64_subnormal_divisor_is_not_flushed() -> None:
     x = np.array([2.5e-323, 5e-324])  # 5 and 1 times the smallest subnormal; eps "none"
     codes, _ = twin.act_quantize(x, GGML_TQ)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from qcheck.conventions import DEFAULT, Conventions
+from qcheck.quantizers.exact_rounding import round_once, two_sum
 from qcheck.quantizers.grouping import GroupLayout, group_layout
 from qcheck.quantizers.results import Quantized, ZeroPointQuantized
 from qcheck.quantizers.rounding import round_to_integer
@@ -23,11 +24,18 @@ def code_range(bits: int) -> tuple[int, int]:
     return -q, q - 1
 
 
+def _shift_for(values: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+    """2**-8 where an operand is so large that ``x * Qp`` could overflow float64, else 1 (scaling
+    float64 subnormals would lose their bits)."""
+    large = (values.abs() > 2.0**1000) | (divisor > 2.0**1000)
+    return torch.where(large, 2.0**-8, 1.0)
+
+
 def exact_quotient(values: torch.Tensor, multiplier: int, divisor: torch.Tensor) -> torch.Tensor:
-    """``values * multiplier / divisor`` in float64 with both operands scaled by 2**-8 first, so
-    that float64 input near its maximum cannot overflow; for float32 and narrower input the
-    product is exact and the quotient correctly rounded (SPEC ACT-2)."""
-    shift = 2.0**-8
+    """``values * multiplier / divisor`` in float64: for float32 and narrower input the product is
+    exact and the quotient correctly rounded (SPEC ACT-2); operands near float64's maximum are
+    scaled by 2**-8 first so that they cannot overflow."""
+    shift = _shift_for(values, divisor)
     return (values * shift * multiplier) / (divisor * shift)
 
 
@@ -65,20 +73,26 @@ def act_fake_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> to
     flat, layout = _prepare("act_fake_quantize", x, conventions)
     high = code_range(conventions.activation_bits)[1]
     divisor = apply_eps(group_absmax(flat, layout), conventions, scale_dtype_for(x.dtype))
-    return straight_through(x, dequantize_exactly(codes, layout.expand(divisor, x.shape), high).to(x.dtype))
+    return straight_through(x, dequantize_exactly(codes, layout.expand(divisor, x.shape), high, x.dtype))
 
 
-def dequantize_exactly(codes: torch.Tensor, divisor: torch.Tensor, code_max: int) -> torch.Tensor:
-    """``code * divisor / code_max`` in float64, so that the largest code maps back to exactly the
-    divisor (``code * fl(divisor / code_max)`` can round past the dtype's maximum to inf).
+def dequantize_exactly(codes: torch.Tensor, divisor: torch.Tensor, code_max: int, dtype: torch.dtype) -> torch.Tensor:
+    """``code * divisor / code_max`` rounded once to ``dtype``: the largest code maps back to
+    exactly the divisor (``code * fl(divisor / code_max)`` can round past the dtype's maximum).
 
-    Exact before the final division for float32 and narrower divisors (8 + 24 bits); for float64
-    divisors both factors are scaled by 2**-8 first so the product cannot overflow, and a result
-    rounded past the divisor is brought back to it (the exact value is at most the divisor).
+    For float32 and narrower divisors ``code * divisor`` is exact in float64 and the rounding is
+    corrected against exact midpoint comparisons; for float64 it is two roundings (SPEC ACT-4).
     """
-    shift = 2.0**-8
-    value = codes.to(torch.float64) * (divisor * shift) / code_max / shift
-    return torch.sign(value) * torch.minimum(value.abs(), divisor)  # |code| <= Qp: never above a
+    c = codes.to(torch.float64)
+    shift = _shift_for(c, divisor)
+    approximation = c * (divisor * shift) / code_max / shift
+    approximation = torch.sign(approximation) * torch.minimum(approximation.abs(), divisor)
+    numerator = c * divisor  # exact for float32 and narrower divisors
+
+    def side(midpoint: torch.Tensor) -> torch.Tensor:
+        return torch.sign(numerator - midpoint * code_max)  # midpoint * code_max is exact
+
+    return round_once(approximation, dtype, side)
 
 
 def act_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEFAULT) -> ZeroPointQuantized:
@@ -97,8 +111,17 @@ def act_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEFAULT)
     eta = torch.where(torch.isfinite(eta), eta, 0.0)  # empty groups
     per_gamma = gamma[layout.ids]
     safe = torch.where(per_gamma > 0, per_gamma, 1.0)
-    quotient = torch.where(per_gamma > 0, exact_quotient(flat - eta[layout.ids], q_b, safe), 0.0)
-    codes = round_to_integer(quotient, conventions.rounding).clamp(0, q_b).to(torch.uint8)
+    # x - eta is not exact in float64 when a tiny eta sits beside large values: keep it as
+    # high + low (TwoSum) and decide the one half-integer that float64 could misjudge exactly.
+    high, low = two_sum(flat, -eta[layout.ids])
+    lower = torch.floor(exact_quotient(high, q_b, safe))
+    half = lower + 0.5
+    shift = _shift_for(high, safe)  # keeps high * q_b finite near float64's maximum
+    side = torch.sign((high * shift * q_b - half * (safe * shift)) + low * shift * q_b)  # sign(q - half)
+    rounded = torch.where(
+        side > 0, lower + 1, torch.where(side < 0, lower, round_to_integer(half, conventions.rounding))
+    )
+    codes = torch.where(per_gamma > 0, rounded, 0.0).clamp(0, q_b).to(torch.uint8)
     scale = (gamma / q_b).to(scale_dtype).reshape(layout.scale_shape)
     zero_point = eta.to(scale_dtype).reshape(layout.scale_shape)
     return ZeroPointQuantized(codes.reshape(x.shape), scale, zero_point)
@@ -110,4 +133,9 @@ def act_fake_quantize_zero_point(x: torch.Tensor, conventions: Conventions = DEF
     layout = group_layout("act_fake_quantize_zero_point", x.shape, conventions.activation_granularity)
     s = layout.expand(scale.reshape(-1).to(torch.float64), x.shape)
     z = layout.expand(zero_point.reshape(-1).to(torch.float64), x.shape)
-    return straight_through(x, (codes.to(torch.float64) * s + z).to(x.dtype))
+    high, low = two_sum(codes.to(torch.float64) * s, z)  # code * scale is exact; the sum is high + low
+
+    def side(midpoint: torch.Tensor) -> torch.Tensor:
+        return torch.sign((high - midpoint) + low)
+
+    return straight_through(x, round_once(high, x.dtype, side))
