@@ -167,3 +167,61 @@ zero block -> d = 0 and codes 0 (gguf-py ``gguf/quants.py``, ``ggml/src/ggml-qua
 
 NAMED: dict[str, Conventions] = {"default": DEFAULT, "b158-paper": B158_PAPER, "ggml-tq": GGML_TQ}
 """Named convention sets, for the command line and backend declarations."""
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Conventions)}
+_ENUMS: dict[str, type[enum.Enum]] = {
+    "rounding": Rounding,
+    "eps_mode": EpsMode,
+    "weight_statistic": Statistic,
+    "sign_of_zero": SignOfZero,
+}
+
+
+def parse_granularity(text: str) -> Granularity:
+    """``per-tensor``, ``per-row``, ``per-token`` or ``per-group(N)``."""
+    value = text.strip().lower()
+    if value in ("per-tensor", "per-row", "per-token"):
+        return PER_TENSOR if value == "per-tensor" else PER_ROW
+    if value.startswith("per-group(") and value.endswith(")"):
+        return per_group(int(value[len("per-group(") : -1]))
+    raise ValueError(f"unknown granularity {text!r}; use per-tensor, per-row, per-token or per-group(N)")
+
+
+def from_declaration(declared: object) -> Conventions:
+    """The conventions a backend declares: a :class:`Conventions`, a named set (``"ggml-tq"``), or
+    a mapping of knob names to values (``{"rounding": "half-away", "eps": 1e-6}``) applied over
+    the defaults (a ``"base"`` key names the set to start from).  Raises ``ValueError`` with the
+    accepted names on anything else."""
+    if declared is None:
+        return DEFAULT
+    if isinstance(declared, Conventions):
+        return declared
+    if isinstance(declared, str):
+        if declared not in NAMED:
+            raise ValueError(f"unknown conventions {declared!r}; named sets: {', '.join(NAMED)}")
+        return NAMED[declared]
+    if not isinstance(declared, dict):
+        raise ValueError(f"conventions must be a Conventions, a named set or a dict, not {type(declared).__name__}")
+    items = dict(declared)
+    base = from_declaration(items.pop("base", None))
+    changes: dict[str, Any] = {}
+    for key, raw in items.items():
+        if key not in _FIELDS:
+            raise ValueError(f"unknown conventions knob {key!r}; knobs: {', '.join(_FIELDS)}")
+        if key in _ENUMS:
+            kind = _ENUMS[key]
+            choices = {str(m.value): m for m in kind} | {m.name.lower(): m for m in kind}
+            if isinstance(raw, kind):
+                changes[key] = raw
+            elif str(raw).lower() in choices:
+                changes[key] = choices[str(raw).lower()]
+            else:
+                raise ValueError(f"{key}={raw!r} is not one of {', '.join(str(m.value) for m in kind)}")
+        elif key in ("weight_granularity", "activation_granularity"):
+            changes[key] = raw if isinstance(raw, Granularity) else parse_granularity(str(raw))
+        elif key == "eps":
+            changes[key] = float(raw)
+        else:
+            changes[key] = int(raw)
+    return base.replace(**changes)

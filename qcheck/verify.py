@@ -1,15 +1,15 @@
-"""``python -m qcheck.verify``: the harness grades itself.
-
-Every built-in implementation runs through every check of the ops it provides.  The harness
-meets its own standard when both references pass everything, every known-bad variant fails at
-least one check, and every check fails at least one known-bad variant.  Writes
-``verify.md`` and ``verify.json`` under the report folder; exit status 0 only if all three hold.
+"""``python -m qcheck.verify``: the gate.  Grades every built-in backend with the same grader a
+kernel author uses: the references (``reference``, ``reference-numpy``) and ``torch-compile``
+must pass every check; every known-bad variant must fail, with its own name among the
+fingerprints; and every check must fail at least one known-bad variant.  Writes ``verify.md``,
+``verify.json`` and the grader's own reports under the report folder; exit 0 only if all hold.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import sys
@@ -20,59 +20,41 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from qcheck import __version__
-from qcheck.checks import CHECKS, CheckResult, run_check
-from qcheck.conventions import DEFAULT
-from qcheck.implementations import Implementation, builtin
+from qcheck import __version__, builtin_backends
+from qcheck.checks import CHECKS
+from qcheck.grade import BackendGrade, Outcome, grade_backend
+
+MUST_PASS = ("reference", "reference-numpy", "torch-compile")
 
 
 @dataclasses.dataclass(frozen=True)
-class Graded:
-    implementation: Implementation
-    results: tuple[CheckResult, ...]
+class Verdict:
+    """One built-in backend's grade and whether it is what the gate expects."""
+
+    grade: BackendGrade
 
     @property
-    def failed(self) -> tuple[CheckResult, ...]:
-        return tuple(r for r in self.results if r.verdict in ("FAIL", "ERROR"))
+    def expected_to_pass(self) -> bool:
+        return self.grade.spec in MUST_PASS
+
+    @property
+    def variant(self) -> str:
+        return self.grade.spec.removeprefix("known-bad:")
+
+    @property
+    def caught(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.grade.outcomes if o.failed)
 
     @property
     def as_expected(self) -> bool:
-        return bool(self.failed) if self.implementation.expected == "fail" else not self.failed
+        if self.expected_to_pass:
+            return self.grade.passed
+        return bool(self.caught) and self.variant in self.grade.fingerprints
 
 
-def grade(implementation: Implementation, *, profile: str, seed: int, log: bool = True) -> Graded:
-    results = []
-    for check in CHECKS:
-        if check.op not in implementation.ops:
-            continue
-        if check.requirement in implementation.not_applicable:
-            result = CheckResult(
-                check.key,
-                check.requirement,
-                check.name,
-                check.op,
-                "NOT APPLICABLE",
-                implementation.not_applicable[check.requirement],
-                None,
-                0,
-                0,
-                0.0,
-            )
-        else:
-            result = run_check(check, implementation.ops[check.op], DEFAULT, profile=profile, base_seed=seed)
-        if log:
-            print(
-                f"  {implementation.name:<34} {check.op:<20} {check.title:<40} {result.verdict:<6} "
-                f"{result.seconds:5.1f}s",
-                flush=True,
-            )
-        results.append(result)
-    return Graded(implementation, tuple(results))
-
-
-def unproven_checks(graded: Sequence[Graded]) -> list[str]:
+def unproven_checks(verdicts: Sequence[Verdict]) -> list[str]:
     """Check keys that no known-bad variant fails."""
-    caught = {r.key for g in graded if g.implementation.expected == "fail" for r in g.failed}
+    caught = {o.result.key for v in verdicts if not v.expected_to_pass for o in v.caught}
     return [c.key for c in CHECKS if c.key not in caught]
 
 
@@ -81,90 +63,94 @@ def _short(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_markdown(graded: Sequence[Graded], unproven: Sequence[str], profile: str, seed: int, seconds: float) -> str:
-    ok = all(g.as_expected for g in graded) and not unproven
+def render_markdown(
+    verdicts: Sequence[Verdict], unproven: Sequence[str], profile: str, seed: int, seconds: float
+) -> str:
+    ok = all(v.as_expected for v in verdicts) and not unproven
     lines = [
         "# qcheck verify",
         "",
         f"**{'PASS' if ok else 'FAIL'}** — qcheck {__version__}, profile `{profile}`, seed {seed}, "
-        f"{len(CHECKS)} checks, {len(graded)} implementations, {seconds:.0f} s.",
+        f"{len(CHECKS)} checks, {len(verdicts)} built-in backends, {seconds:.0f} s.",
         "",
-        "## References (must pass every check)",
+        "## Must pass every check",
         "",
     ]
     rows = []
-    for g in graded:
-        if g.implementation.expected != "pass":
-            continue
-        near = sum(r.near_boundary for r in g.results)
-        rows.append(
-            [
-                g.implementation.name,
-                len(g.results),
-                len(g.results) - len(g.failed),
-                len(g.failed),
-                near,
-                "yes" if g.as_expected else "**NO**",
-            ]
-        )
+    for v in verdicts:
+        if v.expected_to_pass:
+            g = v.grade
+            near = sum(o.result.near_boundary for o in g.outcomes)
+            rows.append(
+                [
+                    g.spec,
+                    len(g.outcomes),
+                    sum(o.verdict == "PASS" for o in g.outcomes),
+                    len(v.caught),
+                    near,
+                    "yes" if v.as_expected else "**NO**",
+                ]
+            )
     lines.append(
         tabulate(
-            rows,
-            ["implementation", "checks", "passed", "failed", "near-boundary elements", "as expected"],
-            tablefmt="github",
+            rows, ["backend", "checks", "passed", "failed", "near-boundary elements", "as expected"], tablefmt="github"
         )
     )
-    lines += ["", "## Known-bad variants (each must fail at least one check)", ""]
+    lines += ["", "## Known-bad variants (must fail, with their own name among the fingerprints)", ""]
     rows = []
-    for g in graded:
-        if g.implementation.expected != "fail":
+    for v in verdicts:
+        if v.expected_to_pass:
             continue
-        op = next(iter(g.implementation.ops))
-        caught = ", ".join(r.requirement for r in g.failed) or "—"
-        first = g.failed[0] if g.failed else None
+        first = v.caught[0] if v.caught else None
         rows.append(
             [
-                f"`{g.implementation.name.removeprefix('known-bad:')}`",
-                op,
-                caught,
-                _short(first.message) if first else "**NOT CAUGHT**",
+                f"`{v.variant}`",
+                ", ".join(v.grade.provided),
+                ", ".join(o.result.requirement for o in v.caught) or "—",
+                "yes" if v.variant in v.grade.fingerprints else "**NO**",
+                _short(first.result.message) if first else "**NOT CAUGHT**",
             ]
         )
-    lines.append(tabulate(rows, ["variant", "op", "caught by", "first failure"], tablefmt="github"))
+    lines.append(tabulate(rows, ["variant", "op", "caught by", "own fingerprint", "first failure"], tablefmt="github"))
     lines += ["", "## Checks (each must fail at least one known-bad variant)", ""]
     rows = []
     for check in CHECKS:
         catchers = [
-            g.implementation.name.removeprefix("known-bad:")
-            for g in graded
-            if g.implementation.expected == "fail" and any(r.key == check.key for r in g.failed)
+            v.variant for v in verdicts if not v.expected_to_pass and any(o.result.key == check.key for o in v.caught)
         ]
         rows.append([check.op, check.title, len(catchers), ", ".join(f"`{c}`" for c in catchers) or "**NONE**"])
     lines.append(tabulate(rows, ["op", "check", "variants caught", "which"], tablefmt="github"))
-    unexpected = [r for g in graded if g.implementation.expected == "pass" for r in g.failed]
+    unexpected = [(v.grade.spec, o) for v in verdicts if v.expected_to_pass for o in v.caught]
     if unexpected:
-        lines += ["", "## Reference failures", ""]
-        for r in unexpected:
-            lines += [f"- `{r.key}` {r.verdict}: {r.message}", f"  - input: `{r.counterexample}`"]
+        lines += ["", "## Failures of backends that must pass", ""]
+        for spec, o in unexpected:
+            lines += [
+                f"- `{spec}` `{o.result.key}` {o.verdict}: {o.result.message}",
+                f"  - input: `{o.result.counterexample}`",
+            ]
     return "\n".join(lines) + "\n"
 
 
-def render_json(graded: Sequence[Graded], unproven: Sequence[str], profile: str, seed: int) -> str:
+def render_json(verdicts: Sequence[Verdict], unproven: Sequence[str], profile: str, seed: int) -> str:
     payload = {
-        "schema": "qcheck-verify/1",
+        "schema": "qcheck-verify/2",
         "qcheck": __version__,
         "profile": profile,
         "seed": seed,
-        "ok": all(g.as_expected for g in graded) and not unproven,
+        "ok": all(v.as_expected for v in verdicts) and not unproven,
         "unproven_checks": list(unproven),
-        "implementations": [
+        "backends": [
             {
-                "name": g.implementation.name,
-                "expected": g.implementation.expected,
-                "as_expected": g.as_expected,
-                "results": [dataclasses.asdict(r) for r in g.results],
+                "spec": v.grade.spec,
+                "expected": "pass" if v.expected_to_pass else "fail",
+                "as_expected": v.as_expected,
+                "fingerprints": list(v.grade.fingerprints),
+                "results": [
+                    {**o.result.summary(), "verdict": o.verdict, "fingerprints": list(o.fingerprints)}
+                    for o in v.grade.outcomes
+                ],
             }
-            for g in graded
+            for v in verdicts
         ],
     }
     return json.dumps(payload, indent=1, sort_keys=True) + "\n"
@@ -178,27 +164,55 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def grade_builtins(specs: Sequence[str], *, profile: str, seed: int, log: bool = True) -> list[Verdict]:
+    """Grade built-in backends in this process (they are qcheck's own code; isolation is
+    exercised by its own tests)."""
+    verdicts = []
+    for spec in specs:
+        if log:
+            print(spec, flush=True)
+
+        def show(outcome: Outcome) -> None:
+            r = outcome.result
+            print(
+                f"  {r.op:<20} {r.requirement:<8} {r.name:<28} ... {outcome.verdict:<6} {r.seconds:5.1f}s", flush=True
+            )
+
+        verdicts.append(
+            Verdict(grade_backend(spec, profile=profile, seed=seed, isolate=False, progress=show if log else None))
+        )
+    return verdicts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qcheck.verify", description=__doc__)
     parser.add_argument("--profile", default="ci", choices=["quick", "ci", "thorough"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
-    parser.add_argument("--only", default=None, help="grade only implementations whose name contains this")
+    parser.add_argument("--only", default=None, help="grade only built-in backends whose name contains this")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    implementations = [i for i in builtin() if args.only is None or args.only in i.name]
-    graded = []
-    for implementation in implementations:
-        print(f"{implementation.name} (expected to {implementation.expected})", flush=True)
-        graded.append(grade(implementation, profile=args.profile, seed=args.seed))
-    unproven = unproven_checks(graded) if args.only is None else []
+    specs = [s for s in builtin_backends.names() if args.only is None or args.only in s]
+    verdicts = grade_builtins(specs, profile=args.profile, seed=args.seed)
+    unproven = unproven_checks(verdicts) if args.only is None else []
     seconds = time.perf_counter() - started
-    markdown = render_markdown(graded, unproven, args.profile, args.seed, seconds)
+    markdown = render_markdown(verdicts, unproven, args.profile, args.seed, seconds)
     write_atomically(args.report_dir / "verify.md", markdown)
-    write_atomically(args.report_dir / "verify.json", render_json(graded, unproven, args.profile, args.seed))
+    write_atomically(args.report_dir / "verify.json", render_json(verdicts, unproven, args.profile, args.seed))
+    try:
+        from qcheck.report import GradeRun, write_reports
+
+        started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        write_reports(
+            GradeRun([v.grade for v in verdicts], args.profile, args.seed, started_at, seconds),
+            args.report_dir,
+            args.report_dir / "verify-junit.xml",
+        )
+    except ImportError:  # pragma: no cover - report module arrives with the grader
+        pass
     print()
     print(markdown)
-    ok = all(g.as_expected for g in graded) and not unproven
+    ok = all(v.as_expected for v in verdicts) and not unproven
     print(f"verify: {'PASS' if ok else 'FAIL'} ({args.report_dir / 'verify.md'})")
     return 0 if ok else 1
 

@@ -42,6 +42,12 @@ class CheckResult:
     near_boundary: int
     examples: int
     seconds: float
+    witness: Any = dataclasses.field(default=None, repr=False, compare=False)
+    """The shrunk failing input itself (a tensor or a tuple), for fingerprints and saving."""
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the witness, JSON-ready."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "witness"}
 
 
 def tensor_literal(x: torch.Tensor) -> str:
@@ -116,15 +122,18 @@ def run_check(
     verdict: Verdict = "PASS"
     message = "passed"
     counterexample = None
+    witness: Any = None
     try:
         property_()
     except CheckFailure:
         value, failure = last_failure[-1]  # Hypothesis replays the shrunk example last
         verdict, message, counterexample = failure.verdict, failure.message, describe_input(value)
+        witness = value
     except Exception as exc:  # a harness error: report it as ERROR, never a lost report
         verdict, message = "ERROR", f"the check itself failed: {type(exc).__name__}: {exc}"
         if last_failure:
             counterexample = describe_input(last_failure[-1][0])
+            witness = last_failure[-1][0]
     if verdict == "PASS" and near[0]:
         message = f"passed; {near[0]} element(s) differed only inside the near-boundary window (counted)"
     return CheckResult(
@@ -138,4 +147,5 @@ def run_check(
         near[0],
         examples[0],
         time.perf_counter() - started,
+        witness,
     )

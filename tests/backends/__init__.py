@@ -1,0 +1,1 @@
+"""Backends for the isolation tests: they crash, hang, mutate, alias, or behave."""

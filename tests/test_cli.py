@@ -1,0 +1,92 @@
+"""`qcheck` as a user runs it: exit statuses, one line per check, fingerprints, load errors,
+xfail files, list and explain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qcheck.cli import main
+
+QUICK = ["--profile", "quick", "--no-isolation"]
+
+
+def test_reference_passes_and_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["grade", "--backend", "reference", "--only", "B158-2", "--report-dir", str(tmp_path), *QUICK])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "B158-2" in out and "PASS" in out
+    assert (tmp_path / "grade.md").is_file() and (tmp_path / "grade.json").is_file()
+
+
+def test_sign_before_scale_fails_with_fingerprint_example_and_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "junit.xml"
+    status = main(
+        [
+            "grade",
+            "--backend",
+            "known-bad:sign-before-scale",
+            "--only",
+            "B1-1",
+            "--report-dir",
+            str(tmp_path),
+            "--junit",
+            str(junit),
+            *QUICK,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "sign-before-scale" in out and "qcheck replay" in out
+    report = (tmp_path / "grade.md").read_text()
+    assert "torch.tensor(" in report and "sign-before-scale" in report
+    assert "<failure" in junit.read_text()
+    saved = list((tmp_path / "counterexamples").rglob("*.json"))
+    assert len(saved) == 1
+    assert main(["replay", str(saved[0])]) == 1
+    assert main(["replay", str(saved[0]), "--backend", "reference"]) == 0
+
+
+def test_unloadable_backend_gives_one_line_and_exit_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["grade", "--backend", "nosuch:thing", "--report-dir", str(tmp_path), *QUICK])
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.startswith("qcheck:")]
+    assert len(lines) == 1 and "nosuch" in lines[0] and "Traceback" not in err
+
+
+def test_xfail_file_turns_a_listed_failure_into_xfail_and_reports_unmatched_entries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    xfails = tmp_path / "xfail.txt"
+    xfails.write_text("# known\nb158_quantize:B158-2\nB999-9  # matches nothing\n")
+    status = main(
+        [
+            "grade",
+            "--backend",
+            "known-bad:round-half-up",
+            "--only",
+            "B158-2",
+            "--xfail-file",
+            str(xfails),
+            "--report-dir",
+            str(tmp_path),
+            *QUICK,
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "XFAIL" in captured.out
+    assert "B999-9" in captured.err
+
+
+def test_list_and_explain(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "known-bad:round-half-up" in out and "b158_quantize:B158-2" in out
+    assert main(["explain", "B158-2"]) == 0
+    assert "codes-match-reference" in capsys.readouterr().out
+    assert main(["explain", "NOPE-1"]) == 2
