@@ -31,6 +31,10 @@ def _compiled() -> types.SimpleNamespace:
 
     from qcheck.quantizers import fast
 
+    # Hypothesis draws many dtypes, ranks and layouts: let dynamo keep a graph for each rather
+    # than fall back to eager after 8 (a fallback mixes two kernels with different sum orders)
+    torch._dynamo.config.recompile_limit = 512
+    torch._dynamo.config.accumulated_recompile_limit = 4096
     ops = {op: torch.compile(getattr(fast, op), dynamic=True) for op in REFERENCE.ops}
     return types.SimpleNamespace(
         name="torch-compile", conventions=DEFAULT, device="cpu", differentiable=True, __doc__=_compiled.__doc__, **ops

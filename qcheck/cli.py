@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from qcheck.counterexample import save_counterexample
     from qcheck.checks import CheckResult
+    from qcheck.counterexample import save_counterexample
     from qcheck.grade import BackendGrade, Outcome, XfailList, grade_backend
     from qcheck.report import GradeRun, write_reports
 
