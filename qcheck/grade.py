@@ -143,7 +143,7 @@ def open_backend(spec: str, *, isolate: bool, timeout: float) -> Iterator[Loaded
                 info.conventions,
                 tuple(info.found_later_ops),
                 isolated.implementation,
-                bool(getattr(info, "differentiable", True)),
+                info.differentiable,
             )
         return
     backend: Backend = load_backend(spec)

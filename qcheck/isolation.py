@@ -46,6 +46,7 @@ class BackendInfo:
     conventions: Conventions
     device: str
     found_later_ops: tuple[str, ...] = ()
+    differentiable: bool = True
 
     @property
     def provided(self) -> tuple[str, ...]:
@@ -194,7 +195,13 @@ def _worker_main(conn: Connection, spec: str) -> None:
         _send(conn, ("load-error", _one_line(f"backend {spec!r}: loading raised {type(exc).__name__}: {exc}")))
         return
     info = BackendInfo(
-        backend.spec, backend.name, tuple(backend.ops), backend.conventions, backend.device, backend.found_later_ops
+        backend.spec,
+        backend.name,
+        tuple(backend.ops),
+        backend.conventions,
+        backend.device,
+        backend.found_later_ops,
+        backend.differentiable,
     )
     _send(conn, ("ready", info))
     calls = {op: implementation(backend, op) for op in backend.ops}

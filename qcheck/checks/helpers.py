@@ -28,6 +28,8 @@ def call(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op
     """``impl(x, conventions)``; an exception becomes an ERROR verdict naming it."""
     try:
         return impl(x, conventions)
+    except CheckFailure:
+        raise  # already a verdict (an isolated backend's crash, timeout or alias)
     except Exception as exc:  # the implementation under test may raise anything
         raise CheckFailure(
             f"{op.name} raised {type(exc).__name__}: {exc} "
