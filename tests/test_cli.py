@@ -90,3 +90,33 @@ def test_list_and_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "B158-2"]) == 0
     assert "codes-match-reference" in capsys.readouterr().out
     assert main(["explain", "NOPE-1"]) == 2
+
+
+def test_a_backend_that_segfaults_and_hangs_is_graded_to_completion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # tests/backends/crashy.py: b158_quantize segfaults, act_quantize sleeps forever, b1 is right
+    status = main(
+        [
+            "grade",
+            "--backend",
+            "tests.backends.crashy:crashy_backend",
+            "--only",
+            "codes-match-reference",
+            "--profile",
+            "quick",
+            "--timeout",
+            "2",
+            "--report-dir",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    verdicts = {line.split()[0]: line for line in out.splitlines() if "codes-match-reference" in line}
+    assert "PASS" in verdicts["b1_quantize"]
+    assert "ERROR" in verdicts["b158_quantize"] and "ERROR" in verdicts["act_quantize"]
+    report = (tmp_path / "grade.md").read_text()
+    assert "SIGSEGV" in report and "timed out" in report
+    saved = sorted(p.name for p in (tmp_path / "counterexamples").rglob("*.json"))
+    assert saved == ["act_quantize__ACT-2.json", "b158_quantize__B158-2.json"]
