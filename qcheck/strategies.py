@@ -422,12 +422,16 @@ def _outlier_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventio
 
 
 def _near_eps_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
-    """General values scaled by 2**k so that the statistic lands within a factor 16 of eps (the
-    declared eps, 1e-5 when none): where clamp, add and a missing eps give different results."""
+    """General values scaled by a power of two so that the largest lands within a factor 8 of eps
+    (the declared eps, 1e-5 when none) and the rest spread below it: where clamp, add and a
+    missing eps differ, and where an absolute threshold (|x| < 1e-6 -> 0) shows."""
     eps = c.eps if c.eps > 0 else 1e-5
-    centre = math.floor(math.log2(eps))
-    k = draw(st.integers(centre - 4, centre + 4))
-    return [_round_scalar(math.ldexp(v, k), dtype) for v in draw(_fixed_list(_GENERAL, math.prod(shape)))]
+    values = draw(_fixed_list(_GENERAL, math.prod(shape)))
+    largest = max((abs(v) for v in values), default=0.0)
+    if largest == 0.0:
+        return values
+    k = draw(st.integers(-3, 3)) + math.floor(math.log2(eps)) - math.floor(math.log2(largest))
+    return [_round_scalar(math.ldexp(v, k), dtype) for v in values]
 
 
 def _mixed_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
