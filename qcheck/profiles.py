@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {"max_examples": 40},
-    "ci": {"max_examples": 150},
+    "ci": {"max_examples": 100},
     "thorough": {"max_examples": 2000},
 }
 DEFAULT_PROFILE = "ci"

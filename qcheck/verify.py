@@ -71,7 +71,8 @@ def render_markdown(
         "# qcheck verify",
         "",
         f"**{'PASS' if ok else 'FAIL'}** — qcheck {__version__}, profile `{profile}`, seed {seed}, "
-        f"{len(CHECKS)} checks, {len(verdicts)} built-in backends, {seconds:.0f} s.",
+        f"{len(CHECKS)} checks, {len(verdicts)} built-in backends, {seconds:.0f} s "
+        "(known-bad variants at the profile given by --known-bad-profile, quick by default).",
         "",
         "## Must pass every check",
         "",
@@ -164,11 +165,15 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def grade_builtins(specs: Sequence[str], *, profile: str, seed: int, log: bool = True) -> list[Verdict]:
+def grade_builtins(
+    specs: Sequence[str], *, profile: str, seed: int, known_bad_profile: str | None = None, log: bool = True
+) -> list[Verdict]:
     """Grade built-in backends in this process (they are qcheck's own code; isolation is
-    exercised by its own tests)."""
+    exercised by its own tests).  Known-bad variants use ``known_bad_profile`` (default: the
+    same profile): each must be caught there."""
     verdicts = []
     for spec in specs:
+        chosen = known_bad_profile if known_bad_profile and spec.startswith("known-bad:") else profile
         if log:
             print(spec, flush=True)
 
@@ -179,7 +184,7 @@ def grade_builtins(specs: Sequence[str], *, profile: str, seed: int, log: bool =
             )
 
         verdicts.append(
-            Verdict(grade_backend(spec, profile=profile, seed=seed, isolate=False, progress=show if log else None))
+            Verdict(grade_backend(spec, profile=chosen, seed=seed, isolate=False, progress=show if log else None))
         )
     return verdicts
 
@@ -190,10 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--only", default=None, help="grade only built-in backends whose name contains this")
+    parser.add_argument(
+        "--known-bad-profile",
+        default="quick",
+        choices=["quick", "ci", "thorough"],
+        help="profile for the known-bad variants (each must be caught within it)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     specs = [s for s in builtin_backends.names() if args.only is None or args.only in s]
-    verdicts = grade_builtins(specs, profile=args.profile, seed=args.seed)
+    verdicts = grade_builtins(specs, profile=args.profile, seed=args.seed, known_bad_profile=args.known_bad_profile)
     unproven = unproven_checks(verdicts) if args.only is None else []
     seconds = time.perf_counter() - started
     markdown = render_markdown(verdicts, unproven, args.profile, args.seed, seconds)
