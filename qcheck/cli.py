@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-isolation", action="store_true", help="run the backend in this process")
 
     commands.add_parser("list", help="backends, their ops, and the checks")
-    explain = commands.add_parser("explain", help="what a check proves and which variants it catches")
+    explain = commands.add_parser("explain", help="what a check proves and its SPEC requirement")
     explain.add_argument("check", metavar="CHECK_ID")
     replay = commands.add_parser("replay", help="re-run a saved counterexample")
     replay.add_argument("file", type=Path)

@@ -44,13 +44,16 @@ class KnownBad:
     origin: str
     """Where it was seen (repository and issue, PR or path), or ``class of bug: ...``."""
     fn: Callable[..., Any]
+    symptom: str | None = None
+    """For a behavioural bug (mutation, caching, layout, gradient) whose outputs are otherwise
+    right: the one requirement it shows in (``GEN-1``); fingerprints name it only there."""
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _REGISTRY: list[KnownBad] = []
 
 
-def _known_bad(name: str, op: str, description: str, origin: str) -> Callable[[_F], _F]:
+def _known_bad(name: str, op: str, description: str, origin: str, symptom: str | None = None) -> Callable[[_F], _F]:
     """Register the decorated function as a variant of ``op``; the function is returned as is."""
     if op not in OPS:
         raise ValueError(f"known-bad {name!r}: unknown op {op!r}; expected one of {', '.join(OPS)}")
@@ -58,7 +61,7 @@ def _known_bad(name: str, op: str, description: str, origin: str) -> Callable[[_
         raise ValueError(f"known-bad {name!r} is registered twice")
 
     def register(fn: _F) -> _F:
-        _REGISTRY.append(KnownBad(name, op, description, origin, fn))
+        _REGISTRY.append(KnownBad(name, op, description, origin, fn, symptom))
         return fn
 
     return register
@@ -293,6 +296,7 @@ def per_row_scale(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quanti
     "w.detach().mul_(s).round_().clamp_(-1, 1): right codes, but detach() shares storage, so the "
     "caller's weights are overwritten",
     "HF transformers src/transformers/integrations/bitnet.py pack_weights (in-place += 1)",
+    symptom="GEN-1",
 )
 def mutates_input(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     gamma = _absmean_gamma(_upcast(w))
@@ -337,6 +341,7 @@ def quantize_returns_dequantized(w: torch.Tensor, conventions: Conventions = DEF
     "codes in the wrong places",
     "class of bug: a kernel that assumes a contiguous input (llama.cpp test-backend-ops tests "
     "non-contiguous views for this reason)",
+    symptom="GEN-3",
 )
 def ignores_strides(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     # what a C kernel handed w.data_ptr() and w.numel() reads; an expanded (stride-0) W is too
@@ -389,6 +394,7 @@ def missing_eps_fake(w: torch.Tensor, conventions: Conventions = DEFAULT) -> tor
     "b158_fake_quantize",
     "(w * s).round().clamp(-1, 1) * gamma without the x + (q - x).detach() trick: right forward, gradient 0",
     "class of bug: the b1.58 FAQ's straight-through estimator left out (round() has zero gradient)",
+    symptom="STE-1",
 )
 def no_ste(w: torch.Tensor, conventions: Conventions = DEFAULT) -> torch.Tensor:
     dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
@@ -666,11 +672,13 @@ _CLASSES: tuple[tuple[str, Callable[[str], Callable[..., Any]], str, str, tuple[
     ),
 )
 
+_SYMPTOMS = {"writes-back": "GEN-1", "memory-order": "GEN-3", "detached": "STE-1", "stale-cache": "GEN-2"}
+
 for _class, _factory, _description, _origin, _ops in _CLASSES:
     for _op in _ops:
         _variant = functools.update_wrapper(_factory(_op), _reference(_op))  # the op's signature
         _variant.__name__ = _variant.__qualname__ = f"{_class.replace('-', '_')}_{_op}"
-        _known_bad(f"{_class}-{_SHORT[_op]}", _op, _description, _origin)(_variant)
+        _known_bad(f"{_class}-{_SHORT[_op]}", _op, _description, _origin, _SYMPTOMS.get(_class))(_variant)
 
 
 CATALOGUE: tuple[KnownBad, ...] = tuple(_REGISTRY)
