@@ -27,7 +27,7 @@ def same_layout_copy(x: torch.Tensor) -> torch.Tensor:
 def call(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op) -> Any:
     """``impl(x, conventions)``; an exception becomes an ERROR verdict naming it."""
     try:
-        return impl(x, conventions)
+        result = impl(x, conventions)
     except CheckFailure:
         raise  # already a verdict (an isolated backend's crash, timeout or alias)
     except Exception as exc:  # the implementation under test may raise anything
@@ -36,6 +36,23 @@ def call(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op
             f"(input shape {tuple(x.shape)}, dtype {str(x.dtype).removeprefix('torch.')})",
             verdict="ERROR",
         ) from None
+    check_not_aliased(result, x, op)
+    return result
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.numel() == 0 or b.numel() == 0 or a.device != b.device:
+        return False
+    return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+
+
+def check_not_aliased(result: Any, x: torch.Tensor, op: Op) -> None:
+    """An output that shares memory with the input is a view of it, not a result (SPEC GEN-1)."""
+    outputs = result if isinstance(result, tuple | list) else (result,)
+    if any(isinstance(out, torch.Tensor) and _shares_memory(out, x) for out in outputs):
+        raise CheckFailure(
+            f"{op.name} returned an output that shares memory with its input (an alias, not a new tensor)"
+        )
 
 
 def quantized_pair(result: Any, op: Op) -> tuple[torch.Tensor, torch.Tensor]:
