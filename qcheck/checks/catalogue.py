@@ -259,10 +259,26 @@ def verify_layout_independent(impl: Implementation, x: torch.Tensor, conventions
     dense = _outputs(impl, x.contiguous(), conventions, op)
     for label, view in _other_layouts(x):
         strided = _outputs(impl, view, conventions, op)
-        if not all(same_bits(a.contiguous(), b.contiguous()) for a, b in zip(dense, strided, strict=True)):
+        names = ("codes", "scale") if op.form == "quantize" else ("output",)
+        differing = [
+            (name, a, b)
+            for name, a, b in zip(names, dense, strided, strict=True)
+            if not same_bits(a.contiguous(), b.contiguous())
+        ]
+        if differing:
+            name, a, b = differing[0]
+            a64, b64 = a.detach().to(torch.float64).reshape(-1), b.detach().to(torch.float64).reshape(-1)
+            count = int((a64 != b64).sum()) if a64.shape == b64.shape else -1
+            largest = float((a64 - b64).abs().max()) if a64.shape == b64.shape and count else float("nan")
+            kind = (
+                "the values differ wholesale: does the kernel ignore strides?"
+                if name == "codes" or count > 1
+                else "a last-bit difference: a reduction whose order depends on the memory layout"
+            )
             raise CheckFailure(
-                f"{op.name} gives a different result for a {label} view (strides {view.stride()}) than for "
-                "the contiguous tensor with the same values: does the kernel ignore strides?"
+                f"{op.name} gives a different {name} for a {label} view (strides {view.stride()}) than for the "
+                f"contiguous tensor with the same values ({count} element(s), largest difference {largest:.3g}); "
+                + kind
             )
     return Evidence()
 
@@ -324,7 +340,7 @@ def verify_sign_symmetry(impl: Implementation, x: torch.Tensor, conventions: Con
         raise CheckFailure(
             f"{op.name}(-x) is not -{op.name}(x) at {int(broken.sum())} element(s); first at index {index}: "
             f"x = {float(x[index])!r} gives {float(a[index])!r}, -x gives {float(b[index])!r} "
-            "(the declared rounding is symmetric)"
+            + ("(Sign is symmetric off exact ties)" if op.family == "b1" else "(the declared rounding is symmetric)")
         )
     if op.form == "quantize" and not torch.equal(plus[1].to(torch.float64), minus[1].to(torch.float64)):
         raise CheckFailure(f"{op.name}: the scale of -x differs from the scale of x")

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from hypothesis import given, seed, settings
+from hypothesis.reporting import with_reporter
 
 from qcheck.checks.base import Check, CheckFailure, Evidence, Implementation, Verdict
 from qcheck.conventions import DEFAULT, Conventions
@@ -123,8 +124,10 @@ def run_check(
     message = "passed"
     counterexample = None
     witness: Any = None
+    reports: list[str] = []
     try:
-        property_()
+        with with_reporter(lambda text: reports.append(str(text))):  # no Hypothesis chatter on stdout
+            property_()
     except CheckFailure:
         value, failure = last_failure[-1]  # Hypothesis replays the shrunk example last
         verdict, message, counterexample = failure.verdict, failure.message, describe_input(value)
@@ -134,6 +137,8 @@ def run_check(
         if last_failure:
             counterexample = describe_input(last_failure[-1][0])
             witness = last_failure[-1][0]
+    if verdict in ("FAIL", "ERROR") and any("slow progress" in text for text in reports):
+        message += f" (shrinking stopped after {SHRINK_SECONDS} s: the example may not be minimal)"
     if verdict == "PASS" and near[0]:
         message = f"passed; {near[0]} element(s) differed only inside the near-boundary window (counted)"
     return CheckResult(
