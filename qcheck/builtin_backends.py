@@ -35,7 +35,11 @@ def _compiled() -> types.SimpleNamespace:
     # than fall back to eager after 8 (a fallback mixes two kernels with different sum orders)
     torch._dynamo.config.recompile_limit = 512
     torch._dynamo.config.accumulated_recompile_limit = 4096
-    ops = {op: torch.compile(getattr(fast, op), dynamic=True) for op in REFERENCE.ops}
+    def contiguous_first(kernel: Callable[..., Any]) -> Callable[..., Any]:
+        # inductor's reduction order follows the memory layout: hand it one layout (GEN-3)
+        return lambda x: kernel(x.contiguous())
+
+    ops = {op: contiguous_first(torch.compile(getattr(fast, op), dynamic=True)) for op in REFERENCE.ops}
     return types.SimpleNamespace(
         name="torch-compile", conventions=DEFAULT, device="cpu", differentiable=True, __doc__=_compiled.__doc__, **ops
     )
