@@ -191,6 +191,8 @@ def _outputs(value: Any) -> tuple[torch.Tensor, ...] | None:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if a is RAISED or b is RAISED:
+        return a is b
     left, right = _outputs(a), _outputs(b)
     if left is None or right is None or len(left) != len(right):
         return False
@@ -209,12 +211,16 @@ def _same(a: Any, b: Any) -> bool:
     return True
 
 
+RAISED = object()
+"""What :func:`_safe_call` returns when the call raised: two calls that both raise agree."""
+
+
 def _safe_call(fn: Callable[..., Any], x: torch.Tensor, conventions: Conventions) -> Any:
     try:
         with torch.no_grad():
             return fn(same_layout_copy(x), conventions)
     except Exception:
-        return None
+        return RAISED
 
 
 def probes(op: str) -> list[torch.Tensor]:
@@ -262,8 +268,6 @@ def fingerprint(check: Check, witness: Any, impl: Callable[..., Any], convention
         return ()
     inputs += probes(op)
     received = [_safe_call(impl, x, conventions) for x in inputs]
-    if any(r is None for r in received):
-        return ()
     names = []
     for variant in known_bad.for_op(op):
         if variant.symptom is not None and variant.symptom != check.requirement:

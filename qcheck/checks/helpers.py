@@ -16,12 +16,14 @@ from qcheck.ops import Op, expand_scale
 
 
 def same_layout_copy(x: torch.Tensor) -> torch.Tensor:
-    """A copy of ``x`` with the same sizes and strides (a transposed view stays transposed)."""
-    if x.is_contiguous() or x.dim() == 0:
-        return x.clone()
-    out = torch.empty_strided(x.size(), x.stride(), dtype=x.dtype)
-    out.copy_(x)
-    return out
+    """A copy of ``x`` with the same sizes, strides, storage offset and storage contents, gaps
+    included (a transposed view stays transposed; a kernel that reads between the elements of a
+    strided view reads the same filler every time, never uninitialized memory)."""
+    if x.dim() == 0 or (x.is_contiguous() and x.storage_offset() == 0):
+        return x.detach().clone().requires_grad_(x.requires_grad)
+    storage = x.detach().untyped_storage().clone()
+    out = torch.empty(0, dtype=x.dtype).set_(storage, x.storage_offset(), x.size(), x.stride())
+    return out.requires_grad_(x.requires_grad)
 
 
 def call(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op) -> Any:
