@@ -1,35 +1,28 @@
-"""The built-in implementations the harness grades itself with: the torch reference, its
-independent numpy twin, and every known-bad variant; each maps op names to ``fn(x, conventions)``.
-
-Third-party backends and their loading come with the backend contract (a later issue).
+"""The two reference implementations as op maps, ``fn(x, conventions)``: the torch reference and
+an adapter around its independent numpy twin.  :mod:`qcheck.builtin_backends` turns them into
+backends; known-bad variants come from :mod:`qcheck.known_bad` directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from qcheck import known_bad
 from qcheck.ops import OPS
 from qcheck.quantizers import numpy_twin
-
-Expectation = Literal["pass", "fail"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Implementation:
-    """A named set of op implementations and what the harness expects of them."""
+    """A named set of op implementations."""
 
     name: str
     ops: Mapping[str, Callable[..., Any]]
     description: str
-    expected: Expectation
-    not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """Requirement IDs that cannot apply to this implementation, with the reason."""
 
 
 def _to_numpy(x: torch.Tensor) -> tuple[np.ndarray[Any, Any], str | None]:
@@ -64,34 +57,9 @@ REFERENCE = Implementation(
     "reference",
     {name: op.reference for name, op in OPS.items()},
     "qcheck's torch reference (qcheck.quantizers): exact, the definition",
-    "pass",
 )
 REFERENCE_NUMPY = Implementation(
     "reference-numpy",
     {name: _twin(name) for name in OPS},
-    "the independent numpy/Fraction twin (qcheck.quantizers.numpy_twin)",
-    "pass",
-    {"STE-1": "numpy arrays carry no gradient; the twin checks values only"},
+    "the independent numpy/Fraction twin (qcheck.quantizers.numpy_twin); values only, no gradient",
 )
-
-
-def known_bad_implementations() -> list[Implementation]:
-    return [
-        Implementation(
-            f"known-bad:{variant.name}", {variant.op: variant.fn}, f"{variant.description} [{variant.origin}]", "fail"
-        )
-        for variant in known_bad.CATALOGUE
-    ]
-
-
-def builtin() -> list[Implementation]:
-    """Every built-in implementation, references first."""
-    return [REFERENCE, REFERENCE_NUMPY, *known_bad_implementations()]
-
-
-def by_name(name: str) -> Implementation:
-    for implementation in builtin():
-        if implementation.name == name:
-            return implementation
-    names = ", ".join(i.name for i in builtin())
-    raise KeyError(f"no built-in implementation {name!r}; choose one of: {names}")

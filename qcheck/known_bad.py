@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from qcheck.backend import QUANTIZER_OPS
 from qcheck.conventions import DEFAULT, Conventions
 from qcheck.quantizers.results import Quantized
 from qcheck.quantizers.ste import straight_through
@@ -20,14 +21,7 @@ from qcheck.quantizers.ste import straight_through
 # Every variant imitates code written for the papers' defaults (qcheck.conventions.DEFAULT):
 # each takes ``conventions`` only so that its signature matches the reference op, and ignores it.
 
-OPS: tuple[str, ...] = (
-    "b1_quantize",
-    "b1_fake_quantize",
-    "b158_quantize",
-    "b158_fake_quantize",
-    "act_quantize",
-    "act_fake_quantize",
-)
+OPS: tuple[str, ...] = QUANTIZER_OPS
 """The reference ops (in :mod:`qcheck.quantizers`) that variants here imitate."""
 
 

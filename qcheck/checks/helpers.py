@@ -21,7 +21,7 @@ def same_layout_copy(x: torch.Tensor) -> torch.Tensor:
     strided view reads the same filler every time, never uninitialized memory)."""
     if x.dim() == 0 or (x.is_contiguous() and x.storage_offset() == 0):
         return x.detach().clone().requires_grad_(x.requires_grad)
-    storage = x.detach().untyped_storage().clone()
+    storage = x.detach().untyped_storage().clone()  # type: ignore[no-untyped-call]
     out = torch.empty(0, dtype=x.dtype).set_(storage, x.storage_offset(), x.size(), x.stride())
     return out.requires_grad_(x.requires_grad)
 
