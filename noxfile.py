@@ -1,4 +1,4 @@
-"""Nox sessions for qcheck: ``tests`` (default), ``verify`` and ``lint``.
+"""Nox sessions for qcheck: ``tests`` (default), ``verify``, ``lint``, ``golden`` and ``thirdparty``.
 
 Every install goes through constraints/cpu.txt, which pins the CPU build of torch; pip (not uv)
 is used because only pip sees the local torch wheel.  Extra arguments after ``--`` reach the tool.
@@ -35,7 +35,22 @@ def verify(session: nox.Session) -> None:
     """Run the conformance harness; reports go to reports/."""
     _install(session)
     args = ["--profile", "ci", "--report-dir", "reports", *session.posargs]
+    session.run("python", "-m", "qcheck.golden", "--check")  # reference/ golden vectors match the references
     session.run("python", "-m", "qcheck.verify", *args)
+
+
+@nox.session(python=PYTHON, venv_backend=BACKEND)
+def golden(session: nox.Session) -> None:
+    """Regenerate the golden vectors in reference/ (review and commit the diff)."""
+    _install(session)
+    session.run("python", "-m", "qcheck.golden", *session.posargs)
+
+
+@nox.session(python=PYTHON, venv_backend=BACKEND)
+def thirdparty(session: nox.Session) -> None:
+    """Grade third-party BitNet code (transformers, gguf-py); writes reports/thirdparty.md and .json."""
+    session.install(*CONSTRAINTS, "-e", ".[thirdparty]")
+    session.run("python", "-m", "qcheck.thirdparty", "--report-dir", "reports", *session.posargs)
 
 
 @nox.session(python=PYTHON, venv_backend=BACKEND)

@@ -15,6 +15,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from qcheck.arguments import Args, call_with
 from qcheck.conventions import DEFAULT, Conventions, from_declaration
 from qcheck.errors import QcheckError
 
@@ -28,10 +29,13 @@ QUANTIZER_OPS: tuple[str, ...] = (
     "act_quantize",
     "act_fake_quantize",
 )
-"""Ops graded by the checks of this version."""
-LATER_OPS: tuple[str, ...] = ("pack_ternary", "unpack_ternary", "bitlinear")
-"""Ops of the contract whose checks come with the packing and BitLinear issue: found, not graded."""
-CONTRACT_OPS: tuple[str, ...] = QUANTIZER_OPS + LATER_OPS
+"""The quantizers: each called as ``op(x)`` with one float tensor."""
+PACKING_OPS: tuple[str, ...] = ("pack_ternary", "unpack_ternary")
+"""``pack_ternary(codes)`` and ``unpack_ternary(packed, shape)`` in the declared ``packing`` layout."""
+PRODUCT_OPS: tuple[str, ...] = ("bitlinear",)
+"""``bitlinear(x, w_codes, w_scale, bias)``."""
+CONTRACT_OPS: tuple[str, ...] = QUANTIZER_OPS + PACKING_OPS + PRODUCT_OPS
+"""Every op of the contract; all are graded."""
 
 
 class BackendLoadError(QcheckError):
@@ -47,14 +51,13 @@ class Backend:
     ops: dict[str, Callable[..., Any]]
     conventions: Conventions
     device: str
-    found_later_ops: tuple[str, ...] = ()
     differentiable: bool = True
     """False when the backend declares ``differentiable = False`` (an inference-only kernel):
     STE-1 is then not applicable to its fake-quant ops."""
 
     @property
     def provided(self) -> tuple[str, ...]:
-        return tuple(op for op in QUANTIZER_OPS if op in self.ops)
+        return tuple(op for op in CONTRACT_OPS if op in self.ops)
 
 
 def _import_object(spec: str) -> Any:
@@ -123,9 +126,8 @@ def load_backend(spec: str) -> Backend:
 
 def describe(spec: str, obj: Any) -> Backend:
     """The contract view of a backend object."""
-    ops = {op: getattr(obj, op) for op in QUANTIZER_OPS if callable(getattr(obj, op, None))}
-    later = tuple(op for op in LATER_OPS if callable(getattr(obj, op, None)))
-    if not ops and not later:
+    ops = {op: getattr(obj, op) for op in CONTRACT_OPS if callable(getattr(obj, op, None))}
+    if not ops:
         raise BackendLoadError(f"backend {spec!r} provides none of the contract's ops ({', '.join(CONTRACT_OPS)})")
     name = getattr(obj, "name", None)
     if not isinstance(name, str) or not name:
@@ -136,7 +138,7 @@ def describe(spec: str, obj: Any) -> Backend:
         raise BackendLoadError(f"backend {spec!r}: bad conventions declaration: {exc}") from None
     differentiable = bool(getattr(obj, "differentiable", True))
     device = str(getattr(obj, "device", "cpu") or "cpu")
-    return Backend(spec, name, ops, conventions, device, later, differentiable)
+    return Backend(spec, name, ops, conventions, device, differentiable)
 
 
 def implementation(backend: Backend, op: str) -> Callable[..., Any]:
@@ -149,8 +151,13 @@ def implementation(backend: Backend, op: str) -> Callable[..., Any]:
     device = backend.device
 
     def call(x: Any, conventions: Conventions = DEFAULT) -> Any:
-        moved = x if device == "cpu" else x.to(device)
-        result = fn(moved)
+        if device == "cpu":
+            moved = x
+        elif isinstance(x, Args):
+            moved = x.map_tensors(lambda t: t.to(device))
+        else:
+            moved = x.to(device)
+        result = call_with(fn, moved)
         if device == "cpu":
             return result
         if isinstance(result, tuple):

@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="re-run a saved counterexample")
     replay.add_argument("file", type=Path)
     replay.add_argument("--backend", default=None, metavar="SPEC")
+    # golden: the reference/ vectors for kernels in other languages (qcheck/golden/)
+    from qcheck.golden.cli import add_arguments as add_golden_arguments
+
+    golden = commands.add_parser("golden", help="regenerate reference/ golden vectors, or --check them")
+    add_golden_arguments(golden)
     return parser
 
 
@@ -132,16 +137,16 @@ def _list() -> int:
     from qcheck.checks import CHECKS
     from qcheck.known_bad import by_name
 
-    rows = [
-        [
-            name,
-            "built-in",
-            "all six quantizer ops"
-            if not name.startswith("known-bad:")
-            else by_name(name.removeprefix("known-bad:")).op,
-        ]
-        for name in builtin_backends.names()
-    ]
+    def ops_of(name: str) -> str:
+        if name.startswith("known-bad:"):
+            return by_name(name.removeprefix("known-bad:")).op
+        if name in builtin_backends.LAYOUT_REFERENCES:
+            return f"pack_ternary, unpack_ternary ({name.removeprefix('reference-')} layout)"
+        if name == "reference":
+            return "every op (qcheck layout)"
+        return "the six quantizer ops"
+
+    rows = [[name, "built-in", ops_of(name)] for name in builtin_backends.names()]
     entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     rows += [[ep.name, f"entry point {ep.value}", ""] for ep in entry_points]
     print(tabulate(rows, ["backend", "source", "ops"], tablefmt="simple"))
@@ -181,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list()
     if args.command == "explain":
         return _explain(args.check)
+    if args.command == "golden":
+        from qcheck.golden.cli import run as run_golden
+
+        return run_golden(args.check, args.dir)
     return _replay(args.file, args.backend)
 
 

@@ -92,6 +92,10 @@ class SignOfZero(enum.Enum):
     """``where(x >= 0, 1, -1)``: a legitimate alternative some kernels declare."""
 
 
+PACKING_LAYOUTS: tuple[str, ...] = ("qcheck", "hf-bitnet", "tq2_0", "tq1_0", "i2_s")
+"""The ternary storage layouts a backend may declare (SPEC PACK-*, :mod:`qcheck.packing`)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Conventions:
     """One choice for every knob; the defaults are the papers' (b1: arXiv 2310.11453, b1.58:
@@ -105,8 +109,12 @@ class Conventions:
     activation_granularity: Granularity = PER_TOKEN
     activation_bits: int = 8
     sign_of_zero: SignOfZero = SignOfZero.MINUS_ONE
+    packing: str = "qcheck"
+    """The layout of ``pack_ternary``/``unpack_ternary`` (one of :data:`PACKING_LAYOUTS`)."""
 
     def __post_init__(self) -> None:
+        if self.packing not in PACKING_LAYOUTS:
+            raise ValueError(f"packing {self.packing!r} is not one of {', '.join(PACKING_LAYOUTS)}")
         if not 2 <= self.activation_bits <= 8:
             raise ValueError(f"activation_bits must be in 2..8, got {self.activation_bits}")
         if not (self.eps >= 0.0 and self.eps < float("inf")):
@@ -136,7 +144,7 @@ class Conventions:
             f"rounding={self.rounding.value} eps={self.eps_mode.value}({self.eps:g}) "
             f"weight-scale={self.weight_statistic.value}/{self.weight_granularity} "
             f"activations={self.activation_bits}-bit/{self.activation_granularity} "
-            f"sign(0)={self.sign_of_zero.value:+d}"
+            f"sign(0)={self.sign_of_zero.value:+d} packing={self.packing}"
         )
 
 
@@ -161,6 +169,7 @@ GGML_TQ = Conventions(
     eps=0.0,
     weight_statistic=Statistic.ABSMAX,
     weight_granularity=per_group(256),
+    packing="tq2_0",
 )
 """ggml TQ1_0/TQ2_0 quantization: absmax per 256-element block, ``roundf`` ties away from zero,
 zero block -> d = 0 and codes 0 (gguf-py ``gguf/quants.py``, ``ggml/src/ggml-quants.c``)."""
@@ -222,6 +231,8 @@ def from_declaration(declared: object) -> Conventions:
             changes[key] = raw if isinstance(raw, Granularity) else parse_granularity(str(raw))
         elif key == "eps":
             changes[key] = float(raw)
+        elif key == "packing":
+            changes[key] = str(raw)
         else:
             changes[key] = int(raw)
     return base.replace(**changes)

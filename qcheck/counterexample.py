@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from qcheck import __version__
+from qcheck.arguments import Args
 from qcheck.checks.base import Check, Evidence, Implementation
 from qcheck.checks.runner import CheckResult, describe_input
 from qcheck.conventions import Conventions
@@ -157,12 +158,38 @@ def decode_tensor(encoded: dict[str, Any]) -> torch.Tensor:
     return storage.as_strided(shape, stride, offset)
 
 
+def _encode_argument(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"kind": "none"}
+    if isinstance(value, torch.Tensor):
+        return {"kind": "tensor", "tensor": encode_tensor(value)}
+    if isinstance(value, tuple | list | torch.Size) and all(isinstance(v, int) for v in value):
+        return {"kind": "shape", "value": [int(v) for v in value]}
+    raise ValueError(f"cannot store an argument of type {type(value).__name__}")
+
+
+def _decode_argument(encoded: dict[str, Any]) -> Any:
+    if encoded["kind"] == "none":
+        return None
+    if encoded["kind"] == "shape":
+        return tuple(int(v) for v in encoded["value"])
+    return decode_tensor(encoded["tensor"])
+
+
 def encode_witness(witness: Any) -> dict[str, Any]:
-    """A check's input as JSON: a tensor, a (tensor, tensor) pair or a (tensor, power) pair."""
+    """A check's input as JSON: a tensor or an :class:`Args`, a pair of them, or one with a power."""
     if witness is None:
         return {"kind": "none"}
     if isinstance(witness, torch.Tensor):
         return {"kind": "tensor", "tensor": encode_tensor(witness)}
+    if isinstance(witness, Args):
+        return {"kind": "args", "args": [_encode_argument(a) for a in witness]}
+    if isinstance(witness, tuple) and len(witness) == 2 and isinstance(witness[0], Args):
+        first, second = witness
+        if isinstance(second, Args):
+            return {"kind": "args_pair", "pair": [encode_witness(first), encode_witness(second)]}
+        if isinstance(second, int) and not isinstance(second, bool):
+            return {"kind": "args_with_power", "args": encode_witness(first), "power": second}
     if isinstance(witness, tuple) and len(witness) == 2 and isinstance(witness[0], torch.Tensor):
         first, second = witness
         if isinstance(second, torch.Tensor):
@@ -178,6 +205,13 @@ def decode_witness(encoded: dict[str, Any]) -> Any:
         return None
     if kind == "tensor":
         return decode_tensor(encoded["tensor"])
+    if kind == "args":
+        return Args(_decode_argument(a) for a in encoded["args"])
+    if kind == "args_pair":
+        first, second = encoded["pair"]
+        return decode_witness(first), decode_witness(second)
+    if kind == "args_with_power":
+        return decode_witness(encoded["args"]), int(encoded["power"])
     if kind == "pair":
         first, second = encoded["tensors"]
         return decode_tensor(first), decode_tensor(second)
@@ -275,8 +309,64 @@ def _tensors(witness: Any) -> list[torch.Tensor]:
     if isinstance(witness, torch.Tensor):
         return [witness]
     if isinstance(witness, tuple):
-        return [w for w in witness if isinstance(w, torch.Tensor)]
+        return [t for w in witness for t in ([w] if isinstance(w, torch.Tensor) else _tensors(w))]
     return []
+
+
+ARGUMENT_NAMES = {"unpack_ternary": ("packed", "shape"), "bitlinear": ("x", "w_codes", "w_scale", "bias")}
+"""How the snippet names the arguments of the multi-argument ops."""
+
+
+def _args_code(op: str, args: Args, suffix: str) -> tuple[list[str], str]:
+    """Lines defining each argument, and the argument list of the call."""
+    names = [f"{name}{suffix}" for name in ARGUMENT_NAMES.get(op, tuple(f"arg{i}" for i in range(len(args))))]
+    lines: list[str] = []
+    for name, value in zip(names, args, strict=True):
+        lines += tensor_code(name, value) if isinstance(value, torch.Tensor) else [f"{name} = {value!r}"]
+    return lines, ", ".join(names)
+
+
+def _args_snippet(op: str, witness: Any, big: bool, path: str | None) -> list[str]:
+    """The snippet's body for a multi-argument op: define ``args`` (and ``other`` or ``power``),
+    then call the op as the grader did."""
+    call = f"{op}(*(a.to(backend.device) if isinstance(a, torch.Tensor) else a for a in {{}}))"
+    expected = f"OPS[{op!r}].reference({{}}, backend.conventions)"
+    lines = ["from qcheck.arguments import Args"]
+    second = None if isinstance(witness, Args) else witness[1]
+    if big and path is not None:
+        lines += [
+            "from qcheck.counterexample import load_counterexample",
+            f"_, witness = load_counterexample({path!r})  # too large to spell out",
+            "args = witness" if second is None else "args, other = witness",
+        ]
+        if isinstance(second, int):
+            lines.append("power = other")
+    else:
+        first = witness if isinstance(witness, Args) else witness[0]
+        defined, names = _args_code(op, first, "")
+        lines += [*defined, f"args = Args(({names},))"]
+        if isinstance(second, Args):
+            defined, names = _args_code(op, second, "_2")
+            lines += [*defined, f"other = Args(({names},))"]
+        elif second is not None:
+            lines.append(f"power = {second}")
+    if second is None:
+        return [*lines, f"print({call.format('args')})", f"print('expected:', {expected.format('args')})"]
+    if isinstance(second, Args):
+        return [
+            *lines,
+            "# the same arguments twice must give the same output; other arguments a fresh one",
+            f"print({call.format('args')})",
+            f"print({call.format('other')})",
+            f"print({call.format('args')})",
+            f"print('expected:', {expected.format('args')}, {expected.format('other')})",
+        ]
+    return [
+        *lines,
+        "scaled = Args((*args[:2], args[2] * 2.0**power, args[3]))  # w_scale * 2**k: exactly y * 2**k",
+        f"print({call.format('args')})",
+        f"print({call.format('scaled')})",
+    ]
 
 
 def snippet(backend_spec: str, op: str, witness: Any, path: str | None = None) -> str:
@@ -292,6 +382,8 @@ def snippet(backend_spec: str, op: str, witness: Any, path: str | None = None) -
         f"{op} = backend.ops[{op!r}]",
     ]
     big = sum(t.numel() for t in _tensors(witness)) > SNIPPET_LIMIT
+    if isinstance(witness, Args) or (isinstance(witness, tuple) and isinstance(witness[0], Args)):
+        return "\n".join(lines + _args_snippet(op, witness, big, path)) + "\n"
     if big and path is not None:
         lines[1:1] = ["from qcheck.counterexample import load_counterexample"]
         lines.append(f"_, witness = load_counterexample({path!r})  # too large to spell out")
@@ -339,7 +431,9 @@ def _kind(witness: Any) -> str:
 def layout_note(witness: Any) -> str | None:
     """What a replay must keep about the memory layout, if the input was not a dense tensor."""
     notes = []
-    for label, t in zip(("x", "y"), _tensors(witness), strict=False):
+    tensors = _tensors(witness)
+    labels = ("x", "y") if len(tensors) <= 2 else tuple(f"argument {i + 1}" for i in range(len(tensors)))
+    for label, t in zip(labels, tensors, strict=False):
         if not dense(t):
             kind = "non-contiguous view" if not t.is_contiguous() else "view at a storage offset"
             notes.append(

@@ -18,12 +18,14 @@ from typing import Any
 import torch
 
 from qcheck import known_bad
-from qcheck.backend import QUANTIZER_OPS, Backend, load_backend
+from qcheck.arguments import Args
+from qcheck.backend import CONTRACT_OPS, Backend, load_backend
 from qcheck.backend import implementation as in_process_implementation
 from qcheck.checks import CHECKS, Check, CheckFailure, CheckResult, run_check
 from qcheck.checks.catalogue import SCALE_RTOL_EPS
 from qcheck.checks.helpers import same_layout_copy
 from qcheck.conventions import DEFAULT, Conventions
+from qcheck.kernel_strategies import probes as kernel_probes
 from qcheck.ops import OPS
 
 FAILING = ("FAIL", "ERROR")
@@ -61,7 +63,6 @@ class BackendGrade:
     conventions: str
     provided: tuple[str, ...]
     not_provided: tuple[str, ...]
-    not_yet_graded: tuple[str, ...]
     outcomes: tuple[Outcome, ...]
     load_error: str | None
     seconds: float
@@ -125,7 +126,6 @@ class LoadedBackend:
     name: str
     provided: tuple[str, ...]
     conventions: Conventions
-    found_later_ops: tuple[str, ...]
     implementation: Implementations
     differentiable: bool = True
 
@@ -143,7 +143,6 @@ def open_backend(spec: str, *, isolate: bool, timeout: float) -> Iterator[Loaded
                 info.name,
                 tuple(info.provided),
                 info.conventions,
-                tuple(info.found_later_ops),
                 isolated.implementation,
                 info.differentiable,
             )
@@ -154,7 +153,6 @@ def open_backend(spec: str, *, isolate: bool, timeout: float) -> Iterator[Loaded
         backend.name,
         backend.provided,
         backend.conventions,
-        backend.found_later_ops,
         lambda op: in_process_implementation(backend, op),
         backend.differentiable,
     )
@@ -174,11 +172,12 @@ def selected_checks(provided: Sequence[str], only: str | None) -> list[Check]:
     return chosen
 
 
-def _inputs(witness: Any) -> list[torch.Tensor]:
-    if isinstance(witness, torch.Tensor):
+def _inputs(witness: Any) -> list[Any]:
+    """The op inputs inside a witness: the tensor or :class:`Args` itself, or those of a tuple."""
+    if isinstance(witness, torch.Tensor | Args):
         return [witness]
     if isinstance(witness, tuple):
-        return [w for w in witness if isinstance(w, torch.Tensor)]
+        return [w for w in witness if isinstance(w, torch.Tensor | Args)]
     return []
 
 
@@ -204,8 +203,9 @@ def _same(a: Any, b: Any) -> bool:
             return False
         left64, right64 = xs.to(torch.float64), ys.to(torch.float64)
         equal = (left64 == right64) | (left64.isnan() & right64.isnan())  # NaN matches NaN
-        if x.is_floating_point():  # scales and dequantized values: within the scale tolerance (CMP-3)
-            equal |= (left64 - right64).abs() <= SCALE_RTOL_EPS * torch.finfo(torch.float32).eps * right64.abs()
+        if x.is_floating_point():  # scales and outputs: within the scale tolerance (CMP-3) of their dtype
+            eps = max(torch.finfo(torch.float32).eps, torch.finfo(y.dtype).eps if y.is_floating_point() else 0.0)
+            equal |= (left64 - right64).abs() <= SCALE_RTOL_EPS * eps * right64.abs()
         if not bool(equal.all()):
             return False
     return True
@@ -215,7 +215,7 @@ RAISED = object()
 """What :func:`_safe_call` returns when the call raised: two calls that both raise agree."""
 
 
-def _safe_call(fn: Callable[..., Any], x: torch.Tensor, conventions: Conventions) -> Any:
+def _safe_call(fn: Callable[..., Any], x: Any, conventions: Conventions) -> Any:
     try:
         with torch.no_grad():
             return fn(same_layout_copy(x), conventions)
@@ -223,9 +223,13 @@ def _safe_call(fn: Callable[..., Any], x: torch.Tensor, conventions: Conventions
         return RAISED
 
 
-def probes(op: str) -> list[torch.Tensor]:
+def probes(op: str, conventions: Conventions = DEFAULT) -> list[Any]:
     """Fixed inputs that tell known-bad variants apart: exact ties, all-equal, tiny, zero rows,
-    a transposed view and an outlier (each aimed at one class of bug)."""
+    a transposed view and an outlier (each aimed at one class of bug); for the packing ops, one-hot
+    codes at the edges of bytes and blocks in the declared layout; for BitLinear, a batch of
+    tokens, a bias and a dot product past int16."""
+    if not OPS[op].is_quantizer:
+        return kernel_probes(op, conventions)
     if OPS[op].input_kind == "weight":
         return [
             torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, 1.0]),  # mean |w| = 1: +-0.5 are ties
@@ -266,7 +270,7 @@ def fingerprint(check: Check, witness: Any, impl: Callable[..., Any], convention
     inputs = _inputs(witness)
     if not inputs:
         return ()
-    inputs += probes(op)
+    inputs += probes(op, conventions)
     received = [_safe_call(impl, x, conventions) for x in inputs]
     names = []
     for variant in known_bad.for_op(op):
@@ -274,7 +278,8 @@ def fingerprint(check: Check, witness: Any, impl: Callable[..., Any], convention
             continue  # a behavioural bug is named only where it shows
         if not _fails_alike(check, variant.fn, witness, conventions):
             continue
-        if all(_same(_safe_call(variant.fn, x, DEFAULT), r) for x, r in zip(inputs, received, strict=True)):
+        calls = [_safe_call(variant.fn, x, variant.conventions) for x in inputs]
+        if all(_same(v, r) for v, r in zip(calls, received, strict=True)):
             names.append(variant.name)
     return tuple(names)
 
@@ -353,12 +358,11 @@ def grade_backend(
                 backend.name,
                 backend.conventions.describe(),
                 backend.provided,
-                tuple(op for op in QUANTIZER_OPS if op not in backend.provided),
-                backend.found_later_ops,
+                tuple(op for op in CONTRACT_OPS if op not in backend.provided),
                 tuple(outcomes),
                 None,
                 time.perf_counter() - started,
                 tuple(sorted(all_entries - used_xfails)),
             )
     except BackendLoadError as exc:
-        return BackendGrade(spec, spec, "", (), QUANTIZER_OPS, (), (), str(exc), time.perf_counter() - started)
+        return BackendGrade(spec, spec, "", (), CONTRACT_OPS, (), str(exc), time.perf_counter() - started)

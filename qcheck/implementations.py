@@ -60,6 +60,6 @@ REFERENCE = Implementation(
 )
 REFERENCE_NUMPY = Implementation(
     "reference-numpy",
-    {name: _twin(name) for name in OPS},
+    {name: _twin(name) for name, op in OPS.items() if op.is_quantizer},
     "the independent numpy/Fraction twin (qcheck.quantizers.numpy_twin); values only, no gradient",
 )

@@ -25,8 +25,9 @@ from typing import Any, ClassVar, NoReturn
 
 import torch
 
-from qcheck.backend import QUANTIZER_OPS, BackendLoadError, implementation, load_backend
-from qcheck.checks.base import CheckFailure
+from qcheck.arguments import Args
+from qcheck.backend import CONTRACT_OPS, BackendLoadError, implementation, load_backend
+from qcheck.checks.base import BackendRaised, CheckFailure
 from qcheck.conventions import DEFAULT, Conventions
 
 GRAPHS_KEPT = 8
@@ -45,12 +46,11 @@ class BackendInfo:
     ops: tuple[str, ...]
     conventions: Conventions
     device: str
-    found_later_ops: tuple[str, ...] = ()
     differentiable: bool = True
 
     @property
     def provided(self) -> tuple[str, ...]:
-        return tuple(op for op in QUANTIZER_OPS if op in self.ops)
+        return tuple(op for op in CONTRACT_OPS if op in self.ops)
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -93,7 +93,21 @@ def _exit_description(exitcode: int | None) -> str:
     return f"it exited with status {exitcode}"
 
 
+def _tensor_arguments(x: Any) -> list[tuple[int, torch.Tensor]]:
+    """The tensors a call receives, by argument position: ``x`` itself, or those of an :class:`Args`."""
+    if isinstance(x, torch.Tensor):
+        return [(0, x)]
+    if isinstance(x, Args):
+        return x.tensors()
+    return []
+
+
 def _describe_input(x: Any) -> str:
+    if isinstance(x, Args):
+        return "arguments " + ", ".join(
+            f"{tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}" if isinstance(a, torch.Tensor) else repr(a)
+            for a in x
+        )
     if isinstance(x, torch.Tensor):
         return f"input shape {tuple(x.shape)}, dtype {str(x.dtype).removeprefix('torch.')}"
     return f"input of type {type(x).__name__}"
@@ -138,21 +152,17 @@ def _serve_call(
     is_tensor = isinstance(x, torch.Tensor)
     if is_tensor and requires_grad:
         x.requires_grad_(True)
-    before = _bits(x) if isinstance(x, torch.Tensor) else None
-    layout = _layout(x) if isinstance(x, torch.Tensor) else None
+    arguments = _tensor_arguments(x)
+    before = {i: (_bits(t), _layout(t)) for i, t in arguments}
     try:
         result = fn(x)
     except BaseException as exc:  # the backend may raise anything, SystemExit included
         return ("raised", type(exc).__name__, _one_line(str(exc)))
-    mutated = None
-    if (
-        isinstance(x, torch.Tensor)
-        and before is not None
-        and (_layout(x) != layout or not torch.equal(_bits(x), before))
-    ):
-        mutated = x.detach()
+    mutated = {
+        i: t.detach() for i, t in arguments if _layout(t) != before[i][1] or not torch.equal(_bits(t), before[i][0])
+    }
     outputs = _flat_tensors(result)
-    aliased = is_tensor and any(_shares_memory(out, x) for _, out in outputs)
+    aliased = any(_shares_memory(out, t) for _, out in outputs for _, t in arguments)
     differentiable = [(i, out) for i, out in outputs if is_tensor and requires_grad and out.requires_grad]
     try:
         payload = pickle.dumps(_detached(result), protocol=pickle.HIGHEST_PROTOCOL)
@@ -162,7 +172,7 @@ def _serve_call(
         graphs[call_id] = (x, [out for _, out in differentiable])
         while len(graphs) > GRAPHS_KEPT:
             graphs.popitem(last=False)
-    return ("ok", payload, type(result).__name__, mutated, aliased, tuple(i for i, _ in differentiable))
+    return ("ok", payload, type(result).__name__, mutated or None, aliased, tuple(i for i, _ in differentiable))
 
 
 def _serve_backward(
@@ -200,7 +210,6 @@ def _worker_main(conn: Connection, spec: str) -> None:
         tuple(backend.ops),
         backend.conventions,
         backend.device,
-        backend.found_later_ops,
         backend.differentiable,
     )
     _send(conn, ("ready", info))
@@ -345,6 +354,9 @@ def _raise(failure: CheckFailure) -> NoReturn:
 
 
 def _input_key(op: str, x: Any) -> tuple[Any, ...] | None:
+    if isinstance(x, Args):
+        parts = [_input_key(op, a) if isinstance(a, torch.Tensor) else ("value", repr(a)) for a in x]
+        return (op, "args", *parts)
     if not isinstance(x, torch.Tensor):
         return None
     digest = hashlib.sha256(_bits(x).numpy().tobytes()).hexdigest()
@@ -475,7 +487,12 @@ class IsolatedBackend:
             worker = self._ensure_worker(op)
             call_id = next(self._ids)
             requires_grad = isinstance(x, torch.Tensor) and x.requires_grad
-            sent = x.detach() if isinstance(x, torch.Tensor) else x
+            if isinstance(x, torch.Tensor):
+                sent: Any = x.detach()
+            elif isinstance(x, Args):
+                sent = x.map_tensors(torch.Tensor.detach)
+            else:
+                sent = x
             reason: str | None = ""
             try:
                 reply = self._request(worker, ("call", call_id, op, sent, requires_grad))
@@ -502,7 +519,7 @@ class IsolatedBackend:
     def _result(self, op: str, x: Any, reply: tuple[Any, ...], generation: int, call_id: int) -> Any:
         kind = reply[0]
         if kind == "raised":
-            raise CheckFailure(f"{op} raised {reply[1]}: {reply[2]}", "ERROR")
+            raise BackendRaised(f"{op} raised {reply[1]}: {reply[2]}")
         if kind == "internal":
             raise CheckFailure(f"{op}: the worker process could not handle the call: {reply[1]}", "ERROR")
         if kind == "unpicklable":
@@ -511,8 +528,10 @@ class IsolatedBackend:
                 "ERROR",
             )
         _, payload, type_name, mutated, aliased, differentiable = reply
-        if mutated is not None and isinstance(x, torch.Tensor):
-            _apply_mutation(x, mutated)
+        if mutated is not None:
+            arguments = dict(_tensor_arguments(x))
+            for position, after in mutated.items():
+                _apply_mutation(arguments[position], after)
         if aliased:
             raise CheckFailure(
                 f"{op} returned an output that shares memory with its input (an alias, not a new tensor)"

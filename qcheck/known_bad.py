@@ -13,15 +13,16 @@ from typing import Any, TypeVar
 
 import torch
 
-from qcheck.backend import QUANTIZER_OPS
+from qcheck.backend import CONTRACT_OPS, QUANTIZER_OPS
 from qcheck.conventions import DEFAULT, Conventions
+from qcheck.known_bad_kernels import VARIANTS as KERNEL_VARIANTS
 from qcheck.quantizers.results import Quantized
 from qcheck.quantizers.ste import straight_through
 
 # Every variant imitates code written for the papers' defaults (qcheck.conventions.DEFAULT):
 # each takes ``conventions`` only so that its signature matches the reference op, and ignores it.
 
-OPS: tuple[str, ...] = QUANTIZER_OPS
+OPS: tuple[str, ...] = CONTRACT_OPS
 """The reference ops (in :mod:`qcheck.quantizers`) that variants here imitate."""
 
 
@@ -41,13 +42,22 @@ class KnownBad:
     symptom: str | None = None
     """For a behavioural bug (mutation, caching, layout, gradient) whose outputs are otherwise
     right: the one requirement it shows in (``GEN-1``); fingerprints name it only there."""
+    conventions: Conventions = DEFAULT
+    """What the code it imitates declares: the defaults, or a packing layout (``tq2_0``)."""
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _REGISTRY: list[KnownBad] = []
 
 
-def _known_bad(name: str, op: str, description: str, origin: str, symptom: str | None = None) -> Callable[[_F], _F]:
+def _known_bad(
+    name: str,
+    op: str,
+    description: str,
+    origin: str,
+    symptom: str | None = None,
+    conventions: Conventions = DEFAULT,
+) -> Callable[[_F], _F]:
     """Register the decorated function as a variant of ``op``; the function is returned as is."""
     if op not in OPS:
         raise ValueError(f"known-bad {name!r}: unknown op {op!r}; expected one of {', '.join(OPS)}")
@@ -55,7 +65,7 @@ def _known_bad(name: str, op: str, description: str, origin: str, symptom: str |
         raise ValueError(f"known-bad {name!r} is registered twice")
 
     def register(fn: _F) -> _F:
-        _REGISTRY.append(KnownBad(name, op, description, origin, fn, symptom))
+        _REGISTRY.append(KnownBad(name, op, description, origin, fn, symptom, conventions))
         return fn
 
     return register
@@ -633,21 +643,21 @@ _CLASSES: tuple[tuple[str, Callable[[str], Callable[..., Any]], str, str, tuple[
         _writes_back,
         "right result, but the dequantized values are written back into the caller's tensor",
         "class of bug: in-place quantization of a layer's weights (HF pack_weights mutates its input)",
-        OPS,
+        QUANTIZER_OPS,
     ),
     (
         "memory-order",
         _memory_order,
         "reads numel() values from data_ptr() in memory order: transposed or sliced inputs are scrambled",
         "class of bug: a kernel that assumes contiguous input (llama.cpp test-backend-ops tests views)",
-        tuple(op for op in OPS if op != "b158_quantize"),
+        tuple(op for op in QUANTIZER_OPS if op != "b158_quantize"),
     ),
     (
         "flush-tiny",
         _flushes_tiny,
         "zeroes |x| < 1e-6 before quantizing: an absolute threshold, so the result depends on the units",
         "microsoft/BitNet utils/convert-hf-to-gguf-bitnet.py (|w| < 1e-6 -> 0), applied to any input",
-        tuple(op for op in OPS if not op.startswith("b158")),  # the 1e-5 eps hides it for b1.58
+        tuple(op for op in QUANTIZER_OPS if not op.startswith("b158")),  # the 1e-5 eps hides it for b1.58
     ),
     (
         "detached",
@@ -662,7 +672,7 @@ _CLASSES: tuple[tuple[str, Callable[[str], Callable[..., Any]], str, str, tuple[
         "caches its result by shape and dtype: a second input of the same shape gets the first result",
         "class of bug: a kernel that caches quantized weights keyed on the shape (KernelBench-style "
         "reward hacks; qcheck grader issue)",
-        OPS,
+        QUANTIZER_OPS,
     ),
 )
 
@@ -674,6 +684,16 @@ for _class, _factory, _description, _origin, _ops in _CLASSES:
         _variant.__name__ = _variant.__qualname__ = f"{_class.replace('-', '_')}_{_op}"
         _known_bad(f"{_class}-{_SHORT[_op]}", _op, _description, _origin, _SYMPTOMS.get(_class))(_variant)
 
+
+for _kernel in KERNEL_VARIANTS:  # packers, unpackers and BitLinear (qcheck.known_bad_kernels)
+    _known_bad(
+        _kernel.name,
+        _kernel.op,
+        _kernel.description,
+        _kernel.origin,
+        _kernel.symptom,
+        DEFAULT.replace(packing=_kernel.packing),
+    )(_kernel.fn)
 
 CATALOGUE: tuple[KnownBad, ...] = tuple(_REGISTRY)
 """Every known-bad variant, in definition order."""

@@ -13,10 +13,11 @@ from typing import Any, Literal
 import torch
 
 from qcheck import quantizers
+from qcheck.arguments import Args
 from qcheck.conventions import Conventions, Granularity
 
-Family = Literal["b1", "b158", "act"]
-Form = Literal["quantize", "fake"]
+Family = Literal["b1", "b158", "act", "packing", "product"]
+Form = Literal["quantize", "fake", "pack", "unpack", "bitlinear"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +31,14 @@ class Op:
     summary: str
 
     @property
+    def is_quantizer(self) -> bool:
+        """A quantizer (one float tensor in; codes and scale, or dequantized values, out)."""
+        return self.family in ("b1", "b158", "act")
+
+    @property
     def input_kind(self) -> str:
-        return "activation" if self.family == "act" else "weight"
+        kinds = {"act": "activation", "packing": "codes" if self.form == "pack" else "packed", "product": "linear"}
+        return kinds.get(self.family, "weight")
 
     @property
     def quantize_op(self) -> str:
@@ -59,6 +66,24 @@ class Op:
         return 1
 
 
+def _pack_reference(codes: torch.Tensor, conventions: Conventions) -> torch.Tensor:
+    from qcheck.packing import layout
+
+    return layout(conventions.packing).pack(codes)
+
+
+def _unpack_reference(args: Args, conventions: Conventions) -> torch.Tensor:
+    from qcheck.packing import layout
+
+    packed, shape = args
+    return layout(conventions.packing).unpack(packed, shape)
+
+
+def _bitlinear_reference(args: Args, conventions: Conventions) -> torch.Tensor:
+    x, w_codes, w_scale, bias = args
+    return quantizers.bitlinear(x, w_codes, w_scale, bias, conventions)
+
+
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
@@ -68,8 +93,12 @@ OPS: dict[str, Op] = {
         Op("b158_fake_quantize", "b158", "fake", quantizers.b158_fake_quantize, "b1.58 weights, dequantized"),
         Op("act_quantize", "act", "quantize", quantizers.act_quantize, "per-token absmax activations to int8"),
         Op("act_fake_quantize", "act", "fake", quantizers.act_fake_quantize, "per-token activations, dequantized"),
+        Op("pack_ternary", "packing", "pack", _pack_reference, "int8 ternary codes to the declared packed layout"),
+        Op("unpack_ternary", "packing", "unpack", _unpack_reference, "packed bytes back to int8 codes of a shape"),
+        Op("bitlinear", "product", "bitlinear", _bitlinear_reference, "int8 activations x ternary weights, scaled"),
     )
 }
+QUANTIZER_OPS: tuple[str, ...] = tuple(name for name, op in OPS.items() if op.is_quantizer)
 
 
 def expand_scale(scale: torch.Tensor, shape: torch.Size, granularity: Granularity) -> torch.Tensor:

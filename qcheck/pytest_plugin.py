@@ -187,7 +187,7 @@ class QcheckBackend(pytest.Collector):
         return list(self._items(backend))
 
     def _items(self, backend: LoadedBackend) -> Iterator[pytest.Item]:
-        from qcheck.backend import QUANTIZER_OPS
+        from qcheck.backend import CONTRACT_OPS
         from qcheck.grade import XfailList, selected_checks
 
         run = self.run
@@ -206,8 +206,8 @@ class QcheckBackend(pytest.Collector):
                 where = run.options.xfail_file.name if run.options.xfail_file else "the xfail file"
                 item.add_marker(pytest.mark.xfail(reason=f"listed in {where}: {', '.join(listed)}", strict=False))
             yield item
-        wanted = {check.op for check in selected_checks(QUANTIZER_OPS, only)}
-        for op in QUANTIZER_OPS:
+        wanted = {check.op for check in selected_checks(CONTRACT_OPS, only)}
+        for op in CONTRACT_OPS:
             if op not in backend.provided and op in wanted:
                 yield NotProvidedItem.from_parent(self, name=f"{op} not provided", op=op, backend_name=backend.name)
 

@@ -80,8 +80,7 @@ def _no_provided_ops(grade: BackendGrade) -> bool:
 
 
 def _no_ops_message(grade: BackendGrade) -> str:
-    later = f" (found, not yet graded: {', '.join(grade.not_yet_graded)})" if grade.not_yet_graded else ""
-    return f"{grade.name} provides none of the graded ops{later}"
+    return f"{grade.name} provides none of the graded ops"
 
 
 def snippet_for(grade: BackendGrade, outcome: Outcome) -> str | None:
@@ -172,8 +171,6 @@ def _backend_markdown(grade: BackendGrade) -> list[str]:
     lines += [f"Spec `{grade.spec}`, conventions `{grade.conventions}`, {grade.seconds:.1f} s.", ""]
     if grade.not_provided:
         lines += [f"Not provided: {', '.join(grade.not_provided)}.", ""]
-    if grade.not_yet_graded:
-        lines += [f"Found, not graded by this version: {', '.join(grade.not_yet_graded)}.", ""]
     if _no_provided_ops(grade):
         lines += [f"**{_no_ops_message(grade)}.**", ""]
     if grade.outcomes:
@@ -273,7 +270,6 @@ def json_report(run: GradeRun) -> str:
                 "conventions": grade.conventions,
                 "provided": list(grade.provided),
                 "not_provided": list(grade.not_provided),
-                "not_yet_graded": list(grade.not_yet_graded),
                 "counts": counts(grade),
                 "fingerprints": list(grade.fingerprints),
                 "near_boundary": near_boundary(grade),

@@ -1,8 +1,9 @@
 """``python -m qcheck.verify``: the gate.  Grades every built-in backend with the same grader a
-kernel author uses: the references (``reference``, ``reference-numpy``) and ``torch-compile``
-must pass every check; every known-bad variant must fail, with its own name among the
-fingerprints; and every check must fail at least one known-bad variant.  Writes ``verify.md``,
-``verify.json`` and the grader's own reports under the report folder; exit 0 only if all hold.
+kernel author uses: the references (``reference``, ``reference-numpy``, the reference packers of
+every layout ``reference-<layout>``) and ``torch-compile`` must pass every check; every known-bad
+variant must fail, with its own name among the fingerprints; and every check must fail at least
+one known-bad variant.  Writes ``verify.md``, ``verify.json`` and the grader's own reports under
+the report folder; exit 0 only if all hold.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from qcheck import __version__, builtin_backends
 from qcheck.checks import CHECKS
 from qcheck.grade import BackendGrade, Outcome, grade_backend
 
-MUST_PASS = ("reference", "reference-numpy", "torch-compile")
+MUST_PASS = ("reference", "reference-numpy", "torch-compile", *builtin_backends.LAYOUT_REFERENCES)
 
 
 @dataclasses.dataclass(frozen=True)

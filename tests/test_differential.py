@@ -78,18 +78,12 @@ WEIGHT_CONVENTIONS: dict[str, Conventions] = {
     "ggml-tq-group-4": GGML_TQ.replace(weight_granularity=per_group(4)),
     "per-row": DEFAULT.replace(weight_granularity=PER_ROW),
     "per-group-4": DEFAULT.replace(weight_granularity=per_group(4)),
-    "per-group-3-absmax-add": B158_PAPER.replace(
-        weight_granularity=per_group(3), weight_statistic=Statistic.ABSMAX
-    ),
+    "per-group-3-absmax-add": B158_PAPER.replace(weight_granularity=per_group(3), weight_statistic=Statistic.ABSMAX),
     "half-away": DEFAULT.replace(rounding=Rounding.HALF_AWAY),
     "half-up-per-row": DEFAULT.replace(rounding=Rounding.HALF_UP, weight_granularity=PER_ROW),
     "plus-one": DEFAULT.replace(sign_of_zero=SignOfZero.PLUS_ONE),
-    "plus-one-per-group-4": DEFAULT.replace(
-        sign_of_zero=SignOfZero.PLUS_ONE, weight_granularity=per_group(4)
-    ),
-    "absmean-no-eps-per-row": DEFAULT.replace(
-        eps_mode=EpsMode.NONE, eps=0.0, weight_granularity=PER_ROW
-    ),
+    "plus-one-per-group-4": DEFAULT.replace(sign_of_zero=SignOfZero.PLUS_ONE, weight_granularity=per_group(4)),
+    "absmean-no-eps-per-row": DEFAULT.replace(eps_mode=EpsMode.NONE, eps=0.0, weight_granularity=PER_ROW),
 }
 ACTIVATION_CONVENTIONS: dict[str, Conventions] = {
     "default": DEFAULT,
@@ -134,14 +128,10 @@ class Case:
     def torch_input(self) -> torch.Tensor:
         a = self.values
         if self.layout == "transposed" and a.ndim >= 2:
-            memory = torch.from_numpy(np.ascontiguousarray(a.swapaxes(-1, -2))).to(
-                TORCH_DTYPE[self.dtype]
-            )
+            memory = torch.from_numpy(np.ascontiguousarray(a.swapaxes(-1, -2))).to(TORCH_DTYPE[self.dtype])
             out = memory.transpose(-1, -2)
         elif self.layout == "strided" and a.ndim >= 1:
-            big = np.full(
-                (*a.shape[:-1], 2 * a.shape[-1]), np.nan, dtype=a.dtype
-            )  # NaN in the gaps
+            big = np.full((*a.shape[:-1], 2 * a.shape[-1]), np.nan, dtype=a.dtype)  # NaN in the gaps
             big[..., ::2] = a
             out = torch.from_numpy(big).to(TORCH_DTYPE[self.dtype])[..., ::2]
         else:
@@ -237,11 +227,7 @@ def tie_integers(draw: st.DrawFn, length: int, statistic: Statistic) -> list[int
     t = draw(st.integers(1, 32))
     sign = st.sampled_from([1, -1])
     if statistic is Statistic.ABSMAX:
-        rest = draw(
-            st.lists(
-                st.integers(-2 * t, 2 * t), min_size=max(0, length - 2), max_size=max(0, length - 2)
-            )
-        )
+        rest = draw(st.lists(st.integers(-2 * t, 2 * t), min_size=max(0, length - 2), max_size=max(0, length - 2)))
         out = [draw(sign) * t, draw(sign) * 2 * t, *rest][:length]
     else:  # pairs 2t -+ d have mean |v| = 2t; d = t gives the tie t (and 3t); an odd one out is 2t
         out = []
@@ -260,9 +246,7 @@ def weight_tie_cases(draw: st.DrawFn, conventions: Conventions) -> Case:
     shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=7))
     flat = [0] * math.prod(shape)
     for group in _grid(shape, conventions, for_weights=True):
-        for i, v in zip(
-            group, draw(tie_integers(len(group), conventions.weight_statistic)), strict=True
-        ):
+        for i, v in zip(group, draw(tie_integers(len(group), conventions.weight_statistic)), strict=True):
             flat[i] = v
     lo, hi = DYADIC_EXPONENTS[dtype]
     m = draw(st.integers(max(lo, -16), min(hi, 7)))  # mean >= 2**-16 > eps: gamma is the statistic
@@ -278,12 +262,8 @@ def equal_weight_cases(draw: st.DrawFn) -> Case:
     value = draw(st.one_of(st.sampled_from([0.3, -0.3, 0.1, 1 / 3, 0.0]), scalars(dtype)))
     rows = draw(st.sampled_from([1, 2]))
     values = np.full((rows, count), value, dtype=np.float64)
-    values = (
-        torch.from_numpy(values).to(TORCH_DTYPE[dtype]).to(torch.float64).numpy()
-    )  # to the dtype
-    return Case(
-        values.astype(NUMPY_DTYPE[dtype]), dtype, draw(st.sampled_from(["contiguous", "strided"]))
-    )
+    values = torch.from_numpy(values).to(TORCH_DTYPE[dtype]).to(torch.float64).numpy()  # to the dtype
+    return Case(values.astype(NUMPY_DTYPE[dtype]), dtype, draw(st.sampled_from(["contiguous", "strided"])))
 
 
 def _next(value: float, steps: int, dtype: str) -> float:
@@ -328,9 +308,7 @@ def activation_tie_cases(draw: st.DrawFn, conventions: Conventions, zero_point: 
     if draw(st.booleans()):  # one ulp of the dtype off the ties (zeros stay: see _next)
         steps = st.sampled_from([-1, 0, 1])
         nudges = draw(st.lists(steps, min_size=values.size, max_size=values.size))
-        values = np.array(
-            [_next(v, n, dtype) for v, n in zip(values.tolist(), nudges, strict=True)]
-        )
+        values = np.array([_next(v, n, dtype) for v, n in zip(values.tolist(), nudges, strict=True)])
     values = values.astype(NUMPY_DTYPE[dtype]).reshape(shape)
     return Case(
         values,
@@ -377,9 +355,7 @@ def _exact_divisors(case: Case, conventions: Conventions) -> tuple[list[Fraction
     return flat, divisors
 
 
-def _exact_quotients(
-    case: Case, conventions: Conventions, zero_point: bool
-) -> list[Fraction | None]:
+def _exact_quotients(case: Case, conventions: Conventions, zero_point: bool) -> list[Fraction | None]:
     """Per element, the exact ``x * Qp / a`` (or ``(x - eta) * Q_b / gamma``); None where a == 0."""
     flat, divisors = _exact_divisors(case, conventions)
     q_b = 2 ** (conventions.activation_bits - 1)
@@ -435,16 +411,12 @@ def check_activation_codes(
             f"float64 codes differ at {index}, exact quotient {q} not within one ulp of a tie: "
             f"torch {g[index]}, twin {want[index]}, input {case.values.tolist()!r}"
         )
-        assert abs(int(g[index]) - int(want[index])) == 1, (
-            f"codes at {index} differ by more than one"
-        )
+        assert abs(int(g[index]) - int(want[index])) == 1, f"codes at {index} differ by more than one"
     assert int(differ.sum()) <= sum(near), "more differing codes than near-tie elements"
     return differ
 
 
-def _per_element(
-    scale: np.ndarray, shape: tuple[int, ...], conventions: Conventions, for_weights: bool
-) -> np.ndarray:
+def _per_element(scale: np.ndarray, shape: tuple[int, ...], conventions: Conventions, for_weights: bool) -> np.ndarray:
     out = np.empty(math.prod(shape), dtype=np.float64)
     for value, group in zip(
         scale.astype(np.float64).ravel().tolist(),
@@ -514,9 +486,7 @@ def test_b158_codes_match_twin_on_exact_half_ties(data: st.DataObject, name: str
     compare_weights(B158, case, conventions)
     groups = _grid(case.values.shape, conventions, for_weights=True)
     if conventions.eps_mode is not EpsMode.ADD and max(map(len, groups)) >= 2:
-        scale = twin.b158_quantize(
-            case.twin_input(), conventions, source_dtype=case.source_dtype
-        ).scale
+        scale = twin.b158_quantize(case.twin_input(), conventions, source_dtype=case.source_dtype).scale
         gamma = _per_element(scale, case.values.shape, conventions, for_weights=True)
         assert (2 * np.abs(case.values.astype(np.float64)) == gamma).any(), "no tie was built"
 
@@ -530,9 +500,7 @@ def test_b1_codes_match_twin_on_all_equal_weights(case: Case, name: str) -> None
     conventions = WEIGHT_CONVENTIONS[name]
     compare_weights(B1, case, conventions)
     codes = twin.b1_quantize(case.twin_input(), conventions, source_dtype=case.source_dtype).codes
-    assert (codes == conventions.sign_of_zero.value).all(), (
-        "Sign(W - mean(W)) of equal W is Sign(0)"
-    )
+    assert (codes == conventions.sign_of_zero.value).all(), "Sign(W - mean(W)) of equal W is Sign(0)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,9 +552,7 @@ def compare_act_zero_point(case: Case, conventions: Conventions) -> None:
     assert_identical("scale", got.scale, want.scale, case)
     assert_identical("zero point", got.zero_point, want.zero_point, case)
     check_activation_codes(case, conventions, got.codes, want.codes, zero_point=True)
-    expected_fake = twin.act_fake_quantize_zero_point(
-        n, conventions, source_dtype=case.source_dtype
-    )
+    expected_fake = twin.act_fake_quantize_zero_point(n, conventions, source_dtype=case.source_dtype)
     torch_fake = ref.act_fake_quantize_zero_point(t, conventions)
     if case.dtype == "float64":
         s = _per_element(want.scale, case.values.shape, conventions, for_weights=False)
@@ -626,17 +592,13 @@ def test_act_codes_match_twin_on_exact_half_ties(data: st.DataObject, name: str)
 @given(data=st.data(), name=activation_conventions)
 def test_zero_point_codes_match_twin_on_exact_half_ties(data: st.DataObject, name: str) -> None:
     conventions = ACTIVATION_CONVENTIONS[name]
-    compare_act_zero_point(
-        data.draw(activation_tie_cases(conventions, zero_point=True)), conventions
-    )
+    compare_act_zero_point(data.draw(activation_tie_cases(conventions, zero_point=True)), conventions)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(0, 5), (2, 0, 3), (0, 0), (0, 1, 4)])
 @pytest.mark.parametrize("name", ["default", "bits-8-per-tensor"])
-def test_zero_tokens_give_the_same_empty_outputs(
-    dtype: str, shape: tuple[int, ...], name: str
-) -> None:
+def test_zero_tokens_give_the_same_empty_outputs(dtype: str, shape: tuple[int, ...], name: str) -> None:
     conventions = ACTIVATION_CONVENTIONS[name]
     case = Case(np.zeros(shape, dtype=NUMPY_DTYPE[dtype]), dtype)
     compare_act(case, conventions)
@@ -659,16 +621,10 @@ def test_near_maximal_and_subnormal_values_match_twin(dtype: str) -> None:
             [0.0, -0.0, 0.0],
         ],
     }
-    to_dtype = {
-        k: torch.tensor(v, dtype=torch.float64).to(TORCH_DTYPE[dtype]) for k, v in rows.items()
-    }
+    to_dtype = {k: torch.tensor(v, dtype=torch.float64).to(TORCH_DTYPE[dtype]) for k, v in rows.items()}
     assert all(bool(torch.isfinite(v).all()) for v in to_dtype.values())
-    weights = Case(
-        to_dtype["weights"].double().numpy().astype(NUMPY_DTYPE[dtype]), dtype, "transposed"
-    )
-    acts = Case(
-        to_dtype["activations"].double().numpy().astype(NUMPY_DTYPE[dtype]), dtype, "strided"
-    )
+    weights = Case(to_dtype["weights"].double().numpy().astype(NUMPY_DTYPE[dtype]), dtype, "transposed")
+    acts = Case(to_dtype["activations"].double().numpy().astype(NUMPY_DTYPE[dtype]), dtype, "strided")
     for conventions in WEIGHT_CONVENTIONS.values():
         compare_weights(B1, weights, conventions)
         compare_weights(B158, weights, conventions)
@@ -796,9 +752,7 @@ def test_zero_point_float32_codes_are_exact_when_eta_is_tiny() -> None:
     assert ref.act_quantize_zero_point(torch.from_numpy(x)).codes.tolist() == [128, 1, 0]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="torch computes codes * scale + zero_point in float64: two roundings"
-)
+@pytest.mark.xfail(strict=True, reason="torch computes codes * scale + zero_point in float64: two roundings")
 def test_zero_point_float64_fake_is_rounded_once() -> None:
     x = np.array([0.6, 0.3, 0.8])
     codes, scale, zero_point = twin.act_quantize_zero_point(x)

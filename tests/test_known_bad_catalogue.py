@@ -6,6 +6,7 @@ concrete tensor; the Hypothesis suite that must catch every variant lives elsewh
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -14,7 +15,11 @@ import pytest
 import torch
 
 from qcheck import known_bad, quantizers
+from qcheck.arguments import Args
 from qcheck.known_bad import CATALOGUE, KnownBad
+from qcheck.known_bad_kernels import VARIANTS as KERNEL_VARIANTS
+from qcheck.ops import OPS
+from qcheck.packing import layout
 from qcheck.quantizers import Quantized
 
 NAMES = [entry.name for entry in CATALOGUE]
@@ -55,19 +60,22 @@ def test_catalogue_is_not_empty_and_names_are_unique() -> None:
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=NAMES)
 def test_every_variant_is_described(entry: KnownBad) -> None:
-    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", entry.name), entry.name
+    assert re.fullmatch(r"[a-z0-9_]+(-[a-z0-9_]+)*", entry.name), entry.name  # kebab-case; tq2_0 is a name
     assert entry.description.strip() and "\n" not in entry.description
     assert entry.origin.strip()
     assert callable(entry.fn)
 
 
+QUANTIZER_VARIANTS = [entry for entry in CATALOGUE if OPS[entry.op].is_quantizer]
+
+
 @pytest.mark.parametrize("entry", CATALOGUE, ids=NAMES)
 def test_every_op_is_a_reference_op(entry: KnownBad) -> None:
     assert entry.op in known_bad.OPS
-    assert callable(getattr(quantizers, entry.op, None)), entry.op
+    assert entry.op in OPS
 
 
-@pytest.mark.parametrize("entry", CATALOGUE, ids=NAMES)
+@pytest.mark.parametrize("entry", QUANTIZER_VARIANTS, ids=[e.name for e in QUANTIZER_VARIANTS])
 def test_every_variant_has_the_reference_signature(entry: KnownBad) -> None:
     reference = inspect.signature(getattr(quantizers, entry.op))
     variant = inspect.signature(entry.fn)
@@ -469,9 +477,182 @@ def _class_evidence(name: str, op: str) -> Callable[[], None]:
     return check
 
 
-for _entry in known_bad.CATALOGUE:
+for _entry in QUANTIZER_VARIANTS:
     if _entry.name.split("-")[0] in {"writes", "memory", "flush", "detached", "stale"}:
         EVIDENCE[_entry.name] = _class_evidence(_entry.name, _entry.op)
+
+
+# --- the packing and BitLinear variants ---------------------------------------------------------
+
+
+def _kernel(name: str, value: object) -> tuple[object, object]:
+    """(reference, variant) on ``value`` under the variant's own conventions (its layout)."""
+    entry = known_bad.by_name(name)
+    return OPS[entry.op].reference(value, entry.conventions), entry.fn(value, entry.conventions)
+
+
+def _one_hot(shape: tuple[int, ...], position: int) -> torch.Tensor:
+    codes = torch.zeros(shape, dtype=torch.int8)
+    codes.view(-1)[position] = 1
+    return codes
+
+
+@evidence("tq2_0-consecutive-writer")
+def _() -> None:
+    ref, bad = _kernel("tq2_0-consecutive-writer", _one_hot((256,), 1))
+    assert int(ref[0]) == 0b01 << 0 | 0b01 << 2 | 0b01 << 4 | 0b01 << 6  # element 1 lives in byte 1
+    assert not torch.equal(ref, bad)
+
+
+@evidence("i2_s-64-16-writer")
+def _() -> None:
+    ref, bad = _kernel("i2_s-64-16-writer", _one_hot((128,), 16))
+    assert not torch.equal(ref, bad)
+
+
+@evidence("pads-minus-one")
+def _() -> None:
+    ref, bad = _kernel("pads-minus-one", torch.zeros(5, dtype=torch.int8))
+    assert isinstance(ref, torch.Tensor) and isinstance(bad, torch.Tensor)
+    assert int(ref[1]) == 0b01010101 and int(bad[1]) == 0b00000001  # padding fields read -1 in the variant
+
+
+@evidence("tail-dropped")
+def _() -> None:
+    ref, bad = _kernel("tail-dropped", torch.ones(2, 5, dtype=torch.int8))
+    assert isinstance(ref, torch.Tensor) and isinstance(bad, torch.Tensor)
+    assert ref.shape == (2, 2) and bad.shape == (2, 1)
+
+
+@evidence("accepts-partial-block")
+def _() -> None:
+    codes = torch.ones(100, dtype=torch.int8)
+    with pytest.raises(ValueError):
+        layout("tq2_0").pack(codes)
+    assert known_bad.by_name("accepts-partial-block").fn(codes).numel() == 66
+
+
+@evidence("pack-writes-back")
+def _() -> None:
+    codes = torch.tensor([-1, 0, 1, 1], dtype=torch.int8)
+    before = codes.clone()
+    known_bad.by_name("pack-writes-back").fn(codes)
+    assert not torch.equal(codes, before)
+
+
+@evidence("tq2_0-consecutive-reader")
+def _() -> None:
+    codes = _one_hot((256,), 1)
+    ref, bad = _kernel("tq2_0-consecutive-reader", Args((layout("tq2_0").pack(codes), (256,))))
+    assert torch.equal(ref, codes) and not torch.equal(bad, codes)  # type: ignore[arg-type]
+
+
+@evidence("row-padding-ignored")
+def _() -> None:
+    codes = torch.tensor([[1, 1, 1, 1, 1], [-1, -1, -1, -1, -1]], dtype=torch.int8)
+    ref, bad = _kernel("row-padding-ignored", Args((layout("qcheck").pack(codes), (2, 5))))
+    assert torch.equal(ref, codes) and not torch.equal(bad, codes)  # type: ignore[arg-type]
+
+
+@evidence("tail-block-skipped")
+def _() -> None:
+    codes = torch.ones(1, 512, dtype=torch.int8)
+    ref, bad = _kernel("tail-block-skipped", Args((layout("tq2_0").pack(codes), (1, 512))))
+    assert torch.equal(ref, codes) and not torch.equal(bad, codes)  # type: ignore[arg-type]
+
+
+@evidence("no-size-check")
+def _() -> None:
+    short = layout("qcheck").pack(torch.ones(2, 8, dtype=torch.int8)).reshape(-1)[:-1]
+    with pytest.raises(ValueError):
+        layout("qcheck").unpack(short, (2, 8))
+    assert known_bad.by_name("no-size-check").fn(Args((short, (2, 8)))).shape == (2, 8)
+
+
+@evidence("unpack-writes-back")
+def _() -> None:
+    packed = layout("qcheck").pack(torch.ones(2, 8, dtype=torch.int8))
+    before = packed.clone()
+    known_bad.by_name("unpack-writes-back").fn(Args((packed, (2, 8))))
+    assert not torch.equal(packed, before)
+
+
+def _bitlinear_args(k: int = 8, bias: bool = True) -> Args:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, k, generator=generator)
+    w = torch.randint(-1, 2, (4, k), generator=generator, dtype=torch.int8)
+    return Args((x, w, torch.tensor(0.25), torch.randn(4, generator=generator) if bias else None))
+
+
+@evidence("int16-accumulator")
+def _() -> None:
+    args = Args((torch.full((1, 300), 2.0), torch.ones(2, 300, dtype=torch.int8), torch.tensor(1.0), None))
+    ref, bad = _kernel("int16-accumulator", args)
+    assert float(ref[0, 0]) == 600.0 and float(bad[0, 0]) < 0  # type: ignore[index]  # 127 * 300 wraps
+
+
+@evidence("float16-accumulator")
+def _() -> None:
+    args = Args((torch.full((1, 2049), 2.0), torch.ones(1, 2049, dtype=torch.int8), torch.tensor(1.0), None))
+    ref, bad = _kernel("float16-accumulator", args)
+    assert not torch.equal(ref, bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name", ["dropped-bias", "inverted-weight-scale", "per-tensor-activation-scale", "sequence-first"]
+)
+def test_bitlinear_variant_differs(name: str) -> None:
+    ref, bad = _kernel(name, _bitlinear_args())
+    assert isinstance(ref, torch.Tensor) and isinstance(bad, torch.Tensor)
+    assert not torch.allclose(ref, bad, rtol=1e-3)
+
+
+for _name in ("dropped-bias", "inverted-weight-scale", "per-tensor-activation-scale", "sequence-first"):
+    EVIDENCE[_name] = functools.partial(test_bitlinear_variant_differs, _name)
+
+
+@evidence("bitlinear-writes-back")
+def _() -> None:
+    args = _bitlinear_args()
+    before = args[0].clone()
+    known_bad.by_name("bitlinear-writes-back").fn(args)
+    assert not torch.equal(args[0], before)
+
+
+def _kernel_class_evidence(name: str) -> Callable[[], None]:
+    entry = known_bad.by_name(name)
+    codes = torch.randint(-1, 2, (3, 8), generator=torch.Generator().manual_seed(5), dtype=torch.int8)
+    inputs = {
+        "pack_ternary": (codes.t().contiguous().t(), codes, -codes),
+        "unpack_ternary": (
+            None,
+            Args((layout("qcheck").pack(codes), (3, 8))),
+            Args((layout("qcheck").pack(-codes), (3, 8))),
+        ),
+        "bitlinear": (None, _bitlinear_args(), Args((-_bitlinear_args()[0], *_bitlinear_args()[1:]))),
+    }[entry.op]
+
+    def check() -> None:
+        view, first, second = inputs
+        if name.startswith("memory-order"):
+            if view is None:  # a view of the first tensor argument
+                value = first[0]  # type: ignore[index]
+                view = Args((value.transpose(-1, -2).contiguous().transpose(-1, -2), *first[1:]))  # type: ignore[index]
+                if value.dim() < 2 or value.shape[-2] == 1:
+                    wide = torch.zeros(*value.shape[:-1], 2 * value.shape[-1], dtype=value.dtype)
+                    wide[..., ::2] = value
+                    view = Args((wide[..., ::2], *first[1:]))  # type: ignore[index]
+            assert not _same(entry.fn(view), OPS[entry.op].reference(view, entry.conventions))
+        else:  # stale-cache
+            entry.fn(first)
+            assert not _same(entry.fn(second), OPS[entry.op].reference(second, entry.conventions))
+
+    return check
+
+
+for _variant in KERNEL_VARIANTS:
+    if _variant.name.startswith(("memory-order", "stale-cache")):
+        EVIDENCE[_variant.name] = _kernel_class_evidence(_variant.name)
 
 
 def test_every_variant_has_evidence() -> None:

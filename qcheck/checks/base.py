@@ -29,6 +29,13 @@ class CheckFailure(Exception):
         self.verdict = verdict
 
 
+class BackendRaised(CheckFailure):
+    """The implementation raised an exception (verdict ERROR, unless a check expects a rejection)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "ERROR")
+
+
 @dataclasses.dataclass
 class Evidence:
     """What one passing example showed: elements that differed only near a boundary."""

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from qcheck import strategies
+from qcheck.checks import bitlinear_checks, packing_checks
 from qcheck.checks.base import Check, CheckFailure, Evidence, Implementation
 from qcheck.checks.helpers import (
     call,
@@ -645,6 +646,8 @@ _COMMON: tuple[tuple[str, str, str, Inputs, Callable[..., Evidence], frozenset[s
 def _build() -> tuple[Check, ...]:
     checks: list[Check] = []
     for op in OPS.values():
+        if not op.is_quantizer:
+            continue
         table = _QUANTIZE if op.form == "quantize" else _FAKE
         for number, name, proves, inputs, verify, applies, skip in table:
             if op.family in skip:
@@ -672,7 +675,8 @@ def _make(
     return Check(requirement, name, op.name, proves, strategy, verify, applies or (lambda c: True))
 
 
-CHECKS: tuple[Check, ...] = _build()
+CHECKS: tuple[Check, ...] = _build() + packing_checks.CHECKS + bitlinear_checks.CHECKS
+"""Every check: the quantizers' (this module), then packing's and BitLinear's."""
 
 
 def checks_for(op: str) -> tuple[Check, ...]:

@@ -10,12 +10,20 @@ from typing import Any
 
 import torch
 
-from qcheck.checks.base import CheckFailure, Implementation
+from qcheck.arguments import Args
+from qcheck.checks.base import BackendRaised, CheckFailure, Implementation
 from qcheck.conventions import Conventions
 from qcheck.ops import Op, expand_scale
 
 
-def same_layout_copy(x: torch.Tensor) -> torch.Tensor:
+def same_layout_copy(x: Any) -> Any:
+    """:func:`same_layout_tensor_copy` of ``x``, or of every tensor in an :class:`Args`."""
+    if isinstance(x, Args):
+        return x.map_tensors(same_layout_tensor_copy)
+    return same_layout_tensor_copy(x)
+
+
+def same_layout_tensor_copy(x: torch.Tensor) -> torch.Tensor:
     """A copy of ``x`` with the same sizes, strides, storage offset and storage contents, gaps
     included (a transposed view stays transposed; a kernel that reads between the elements of a
     strided view reads the same filler every time, never uninitialized memory)."""
@@ -26,19 +34,30 @@ def same_layout_copy(x: torch.Tensor) -> torch.Tensor:
     return out.requires_grad_(x.requires_grad)
 
 
-def call(impl: Implementation, x: torch.Tensor, conventions: Conventions, op: Op) -> Any:
-    """``impl(x, conventions)``; an exception becomes an ERROR verdict naming it."""
+def describe_arguments(x: Any) -> str:
+    """``input shape (3, 4), dtype float32`` or the same for each argument of an :class:`Args`."""
+
+    def one(a: Any) -> str:
+        if isinstance(a, torch.Tensor):
+            return f"shape {tuple(a.shape)}, dtype {str(a.dtype).removeprefix('torch.')}"
+        return repr(a)
+
+    if isinstance(x, Args):
+        return "arguments: " + "; ".join(one(a) for a in x)
+    return f"input {one(x)}"
+
+
+def call(impl: Implementation, x: Any, conventions: Conventions, op: Op) -> Any:
+    """``impl(x, conventions)``; an exception becomes an ERROR verdict naming it
+    (:class:`BackendRaised`, which a check that expects a rejection catches)."""
     try:
         result = impl(x, conventions)
     except CheckFailure:
         raise  # already a verdict (an isolated backend's crash, timeout or alias)
     except Exception as exc:  # the implementation under test may raise anything
-        raise CheckFailure(
-            f"{op.name} raised {type(exc).__name__}: {exc} "
-            f"(input shape {tuple(x.shape)}, dtype {str(x.dtype).removeprefix('torch.')})",
-            verdict="ERROR",
-        ) from None
-    check_not_aliased(result, x, op)
+        raise BackendRaised(f"{op.name} raised {type(exc).__name__}: {exc} ({describe_arguments(x)})") from None
+    for _, tensor in x.tensors() if isinstance(x, Args) else [(0, x)]:
+        check_not_aliased(result, tensor, op)
     return result
 
 

@@ -8,6 +8,7 @@ from qcheck.quantizers.activations import (
     act_quantize_zero_point,
     code_range,
 )
+from qcheck.quantizers.bitlinear import bitlinear
 from qcheck.quantizers.results import Quantized, ZeroPointQuantized
 from qcheck.quantizers.weights import b1_fake_quantize, b1_quantize, b158_fake_quantize, b158_quantize
 
@@ -22,5 +23,6 @@ __all__ = [
     "b1_quantize",
     "b158_fake_quantize",
     "b158_quantize",
+    "bitlinear",
     "code_range",
 ]

@@ -120,9 +120,7 @@ def round_to_integer(num: int, den: int, rounding: Rounding) -> int:
 def _input_format(op: str, x: object, what: str, source_dtype: str | None) -> FloatFormat:
     """The format of ``x``'s values, after checking its dtype and ``source_dtype`` agree."""
     if not isinstance(x, np.ndarray):
-        raise QuantizationInputError(
-            f"{op}: {what} must be a numpy.ndarray, got {type(x).__name__}"
-        )
+        raise QuantizationInputError(f"{op}: {what} must be a numpy.ndarray, got {type(x).__name__}")
     fmt = _NUMPY_FORMATS.get(x.dtype)
     if fmt is None:
         raise QuantizationInputError(
@@ -133,9 +131,7 @@ def _input_format(op: str, x: object, what: str, source_dtype: str | None) -> Fl
         return fmt
     declared = _FORMATS.get(source_dtype.removeprefix("torch."))
     if declared is None or declared.numpy_dtype is not fmt.numpy_dtype:
-        raise QuantizationInputError(
-            f"{op}: source_dtype {source_dtype!r} cannot be held by a {x.dtype} array"
-        )
+        raise QuantizationInputError(f"{op}: source_dtype {source_dtype!r} cannot be held by a {x.dtype} array")
     if declared is BFLOAT16:
         low_bits = np.ascontiguousarray(x).view(np.uint32) & np.uint32(0xFFFF)
         if bool(low_bits.any()):
@@ -169,9 +165,7 @@ def _check_activation(op: str, x: object, source_dtype: str | None) -> FloatForm
     fmt = _input_format(op, x, "activation", source_dtype)
     assert isinstance(x, np.ndarray)
     if x.ndim == 0:
-        raise QuantizationInputError(
-            f"{op}: activation needs at least 1 dimension(s), got shape ()"
-        )
+        raise QuantizationInputError(f"{op}: activation needs at least 1 dimension(s), got shape ()")
     if x.shape[-1] == 0 and math.prod(x.shape[:-1]) > 0:
         raise QuantizationInputError(
             f"{op}: activation of shape {x.shape} has rows of length 0; "
@@ -198,9 +192,7 @@ def groups_of(op: str, shape: tuple[int, ...], granularity: Granularity) -> Grou
     if granularity.kind is GranularityKind.PER_TENSOR:
         return Groups(((0, numel),), ())
     if not shape:
-        raise QuantizationInputError(
-            f"{op}: a 0-d tensor has no rows; {granularity} needs at least 1-D"
-        )
+        raise QuantizationInputError(f"{op}: a 0-d tensor has no rows; {granularity} needs at least 1-D")
     k = shape[-1]
     rows = numel // k if k else 0
     if granularity.kind is GranularityKind.PER_ROW:
@@ -313,9 +305,7 @@ class TwinZeroPointQuantized(NamedTuple):
     zero_point: FloatArray
 
 
-def _scale_array(
-    values: Sequence[Fraction], fmt: FloatFormat, shape: tuple[int, ...]
-) -> FloatArray:
+def _scale_array(values: Sequence[Fraction], fmt: FloatFormat, shape: tuple[int, ...]) -> FloatArray:
     floats = [float(v) for v in values]  # every value is a fmt value: exact
     return np.array(floats, dtype=np.float64).astype(fmt.numpy_dtype).reshape(shape)
 
@@ -350,9 +340,7 @@ def _group_index(groups: Groups, numel: int) -> list[int]:
 # --------------------------------------------------------------------------------------------
 
 
-def b1_quantize(
-    w: FloatArray, conventions: Conventions = DEFAULT, *, source_dtype: str | None = None
-) -> TwinQuantized:
+def b1_quantize(w: FloatArray, conventions: Conventions = DEFAULT, *, source_dtype: str | None = None) -> TwinQuantized:
     """b1 weights: ``codes = Sign(W - alpha)``, ``alpha = mean(W)``, ``scale = beta = mean|W|``.
 
     b1 paper eq. 2-4.  ``Sign(w_i - alpha)`` is ``sign(n * w_i - sum(W))`` on exact integers,
@@ -373,11 +361,7 @@ def b1_quantize(
         for n in values.numerators[start:stop]:
             side = count * n - total  # n_group * w_i - sum, times the common denominator
             codes.append(1 if side > 0 else -1 if side < 0 else tie)
-        betas.append(
-            _to_scale(
-                _weight_statistic(values, start, stop, conventions.weight_statistic), scale_fmt
-            )
-        )
+        betas.append(_to_scale(_weight_statistic(values, start, stop, conventions.weight_statistic), scale_fmt))
     return TwinQuantized(
         np.array(codes, dtype=np.int8).reshape(w.shape),
         _scale_array(betas, scale_fmt, groups.scale_shape),
@@ -494,9 +478,7 @@ def act_quantize(
                 codes.append(0)
                 continue
             # x * Qp / a = (n / D) * Qp * den(a) / num(a)
-            q = round_to_integer(
-                n * q_p * a.denominator, values.denominator * a.numerator, conventions.rounding
-            )
+            q = round_to_integer(n * q_p * a.denominator, values.denominator * a.numerator, conventions.rounding)
             codes.append(min(max(q, low), q_p))
         scales.append(round_rational(round_rational(a / q_p, FLOAT64), scale_fmt))
     return TwinQuantized(
@@ -517,9 +499,7 @@ def act_fake_quantize(
     values = exact_values(x)
     scale_fmt = _scale_format(fmt)
     q_p = 2 ** (conventions.activation_bits - 1) - 1
-    steps = [
-        apply_eps(_absmax(values, start, stop), conventions, scale_fmt) / q_p for start, stop in groups.bounds
-    ]
+    steps = [apply_eps(_absmax(values, start, stop), conventions, scale_fmt) / q_p for start, stop in groups.bounds]
     return _fake_array(
         codes.ravel().tolist(),
         _group_index(groups, x.size),

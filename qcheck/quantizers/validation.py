@@ -30,9 +30,7 @@ def check_float_tensor(op: str, x: object, *, what: str, min_ndim: int, allow_em
         names = ", ".join(str(d).removeprefix("torch.") for d in FLOAT_DTYPES)
         raise QuantizationInputError(f"{op}: {what} dtype {x.dtype} is not supported; use one of {names}")
     if x.dim() < min_ndim:
-        raise QuantizationInputError(
-            f"{op}: {what} needs at least {min_ndim} dimension(s), got shape {tuple(x.shape)}"
-        )
+        raise QuantizationInputError(f"{op}: {what} needs at least {min_ndim} dimension(s), got shape {tuple(x.shape)}")
     if x.numel() == 0 and not allow_empty:
         raise QuantizationInputError(f"{op}: {what} of shape {tuple(x.shape)} has no elements")
     if x.dim() >= 1 and x.shape[-1] == 0 and x.numel() == 0 and allow_empty and min_ndim >= 1:
