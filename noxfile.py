@@ -54,6 +54,24 @@ def thirdparty(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, venv_backend=BACKEND)
+def bench(session: nox.Session) -> None:
+    """Performance benchmarks of issue 6 (pytest-benchmark, benchmarks/); writes reports/bench/.  Not part
+    of the default sessions or of the test run.  ``QCHECK_BENCH_SCALE=small nox -s bench`` is a smoke run
+    on small tensors (reports in reports/bench/small/); the default is the issue's sizes."""
+    session.install(*CONSTRAINTS, "-e", ".[dev,bench]")
+    session.run(
+        "pytest",
+        "benchmarks",
+        "--benchmark-only",
+        "--benchmark-columns=min,median,max,rounds",
+        "--benchmark-sort=name",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON, venv_backend=BACKEND)
 def lint(session: nox.Session) -> None:
     """ruff check (no formatting check) and mypy --strict on the qcheck package."""
     _install(session)

@@ -111,8 +111,15 @@ class Conventions:
     sign_of_zero: SignOfZero = SignOfZero.MINUS_ONE
     packing: str = "qcheck"
     """The layout of ``pack_ternary``/``unpack_ternary`` (one of :data:`PACKING_LAYOUTS`)."""
+    row_multiple: int = 1
+    """The input domain (SPEC IN-6): the last dimension of every input is a multiple of this
+    (ggml blocks: 256); drawn inputs are zero-padded to it."""
+    out_features_multiple: int = 1
+    """``bitlinear``'s weight rows are a multiple of this (HF BitLinear packs 4 rows per byte)."""
 
     def __post_init__(self) -> None:
+        if self.row_multiple < 1 or self.out_features_multiple < 1:
+            raise ValueError("row_multiple and out_features_multiple must be >= 1")
         if self.packing not in PACKING_LAYOUTS:
             raise ValueError(f"packing {self.packing!r} is not one of {', '.join(PACKING_LAYOUTS)}")
         if not 2 <= self.activation_bits <= 8:
@@ -145,6 +152,8 @@ class Conventions:
             f"weight-scale={self.weight_statistic.value}/{self.weight_granularity} "
             f"activations={self.activation_bits}-bit/{self.activation_granularity} "
             f"sign(0)={self.sign_of_zero.value:+d} packing={self.packing}"
+            + (f" rows-multiple-of={self.row_multiple}" if self.row_multiple > 1 else "")
+            + (f" out-features-multiple-of={self.out_features_multiple}" if self.out_features_multiple > 1 else "")
         )
 
 

@@ -25,6 +25,7 @@ from qcheck.checks import CHECKS, Check, CheckFailure, CheckResult, run_check
 from qcheck.checks.catalogue import SCALE_RTOL_EPS
 from qcheck.checks.helpers import same_layout_copy
 from qcheck.conventions import DEFAULT, Conventions
+from qcheck.input_domain import fit
 from qcheck.kernel_strategies import probes as kernel_probes
 from qcheck.ops import OPS
 
@@ -270,7 +271,7 @@ def fingerprint(check: Check, witness: Any, impl: Callable[..., Any], convention
     inputs = _inputs(witness)
     if not inputs:
         return ()
-    inputs += probes(op, conventions)
+    inputs += [fit(probe, op, conventions) for probe in probes(op, conventions)]  # in the declared domain
     received = [_safe_call(impl, x, conventions) for x in inputs]
     names = []
     for variant in known_bad.for_op(op):

@@ -171,5 +171,27 @@ def test_conventions_reject_impossible_values() -> None:
         "eps": "0.0",
         "weight_statistic": "absmax",
         "weight_granularity": "per-group(256)",
+        "packing": "tq2_0",
     }
+    with pytest.raises(ValueError, match="packing"):
+        Conventions(packing="tq3_0")
     assert Statistic.ABSMAX.value == "absmax"
+
+
+def test_float64_activation_codes_are_decided_on_the_exact_ratio() -> None:
+    """fl(fl(x * 127) / a) rounds 1.5/127 * 127 / 1 onto the tie 1.5 (half-even: 2); the exact
+    ratio is 2.1e-17 below it, so the code is 1 and the element is not a tie (SPEC ACT-2)."""
+    from fractions import Fraction
+
+    from qcheck.decisions import analyse
+    from qcheck.ops import OPS
+
+    x = torch.tensor([1.0, 1.5 / 127], dtype=torch.float64)
+    assert (x[1].item() * 127) / 1.0 == 1.5  # the float64 quotient sits on the tie
+    assert Fraction(x[1].item()) * 127 < Fraction(3, 2)  # the exact one does not
+    assert act_quantize(x).codes.tolist() == [127, 1]
+    decisions = analyse(OPS["act_quantize"], x, DEFAULT)
+    assert not bool(decisions.ties.any())
+    exact_tie = torch.tensor([127.0, 0.5, 1.5, -2.5], dtype=torch.float64)  # absmax 127: ratios are x
+    assert act_quantize(exact_tie).codes.tolist() == [127, 0, 2, -2]
+    assert analyse(OPS["act_quantize"], exact_tie, DEFAULT).ties.tolist() == [False, True, True, True]

@@ -84,6 +84,8 @@ def _diagnosis(value: Args, received: torch.Tensor, conventions: Conventions) ->
     wrapped = ((sums + 2**15) % 2**16 - 2**15).to(torch.float64)
     scale = w_scale.detach().to(torch.float64)
     inverse = (sums.to(torch.float64) * factor / scale.reshape(-1, sums.shape[-1]) ** 2).sum(dim=-1)
+    if bias is not None and bool((exact != 0).any()) and close(bias64):
+        return "; the output is the bias alone: the product term vanished (an overflowed or zero scale?)"
     if bias is not None and close(exact):
         return "; the output is the product without the bias: is the bias dropped?"
     if bool((sums.abs() > 2**15 - 1).any()) and close((wrapped * factor).sum(dim=-1) + bias64):

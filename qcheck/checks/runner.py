@@ -15,6 +15,7 @@ from hypothesis.reporting import with_reporter
 
 from qcheck.checks.base import Check, CheckFailure, Evidence, Implementation, Verdict
 from qcheck.conventions import DEFAULT, Conventions
+from qcheck.input_domain import fit
 from qcheck.ops import OPS
 from qcheck.profiles import profile_settings
 
@@ -110,7 +111,7 @@ def run_check(
 
     @seed(_seed_for(check, base_seed))
     @chosen
-    @given(check.inputs(conventions))
+    @given(check.inputs(conventions).map(lambda value: fit(value, check.op, conventions)))
     def property_(value: Any) -> None:
         examples[0] += 1
         try:

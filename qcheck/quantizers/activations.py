@@ -6,6 +6,9 @@ The rounding is decided on the exact quotient ``x * Qp / absmax`` (SPEC ACT-2). 
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import torch
 
 from qcheck.conventions import DEFAULT, Conventions
@@ -31,12 +34,38 @@ def _shift_for(values: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
     return torch.where(large, 2.0**-8, 1.0)
 
 
+HALF_CHECK_WINDOW = 2.0**-40
+"""Quotients closer than this (relative) to a half-integer are re-decided exactly.  Float32 and
+narrower input never needs it (a non-tie is at least 2**-33 away, SPEC ACT-2); float64 input can:
+``fl(fl(x * 127) / a)`` may land on ``k + 1/2`` when the exact ratio does not, or the reverse."""
+
+
 def exact_quotient(values: torch.Tensor, multiplier: int, divisor: torch.Tensor) -> torch.Tensor:
-    """``values * multiplier / divisor`` in float64: for float32 and narrower input the product is
-    exact and the quotient correctly rounded (SPEC ACT-2); operands near float64's maximum are
-    scaled by 2**-8 first so that they cannot overflow."""
+    """``values * multiplier / divisor`` in float64, on the right side of every half-integer: the
+    float64 quotient (for float32 and narrower input the product is exact and the quotient correctly
+    rounded, SPEC ACT-2; operands near float64's maximum are scaled by 2**-8 first so that they
+    cannot overflow), with each quotient near a half-integer replaced, from exact rational
+    arithmetic, by the half-integer itself (an exact tie) or the float64 next to it on the exact
+    side.  So rounding the result decides every code as exact arithmetic would, float64 included."""
     shift = _shift_for(values, divisor)
-    return (values * shift * multiplier) / (divisor * shift)
+    quotient = (values * shift * multiplier) / (divisor * shift)
+    half = torch.floor(quotient) + 0.5
+    close = ((quotient - half).abs() <= HALF_CHECK_WINDOW * quotient.abs()) & torch.isfinite(quotient)
+    if not bool(close.any()):
+        return quotient
+    corrected = quotient.clone()
+    divisors = divisor.expand_as(values) if divisor.shape != values.shape else divisor
+    positions = torch.nonzero(close.reshape(-1)).flatten().tolist()
+    flat_values, flat_divisors = values.reshape(-1), divisors.reshape(-1)
+    flat_half, flat_out = half.reshape(-1), corrected.view(-1)
+    for i in positions:
+        exact = Fraction(float(flat_values[i])) * multiplier / Fraction(float(flat_divisors[i]))
+        tie = float(flat_half[i])
+        if exact == tie:
+            flat_out[i] = tie
+        else:
+            flat_out[i] = math.nextafter(tie, math.inf if exact > tie else -math.inf)
+    return corrected
 
 
 def _prepare(op: str, x: torch.Tensor, conventions: Conventions) -> tuple[torch.Tensor, GroupLayout]:
