@@ -117,7 +117,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         # activation_quant, so its multiplier findings reach the output: bfloat16 codes off by one
         # (BL-3, BL-5); float16 tokens with absmax < 127/65504 lose their matmul term (y / inf = 0), only
         # the bias remains (BL-4)
-        "bitlinear:BL-1": P,
+        "bitlinear:BL-1": F,  # bfloat16 outputs off (the multiplier is rounded to bfloat16)
         "bitlinear:BL-2": P,
         "bitlinear:BL-3": F,
         "bitlinear:BL-4": F,
@@ -152,7 +152,10 @@ def quick_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _grade(name: str) -> BackendGrade:
-    grade = grade_backend(ADAPTERS[name], profile="quick", isolate=False)
+    # isolated: transformers' BitNet functions are torch.compile'd, and what they compute (bfloat16
+    # BitLinear outputs differ) depends on the compile state of the process that calls them; a
+    # fresh worker per grade makes the verdicts independent of whatever ran before in this process
+    grade = grade_backend(ADAPTERS[name], profile="quick", isolate=True, timeout=120.0)
     assert grade.load_error is None, grade.load_error
     return grade
 
