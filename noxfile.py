@@ -23,11 +23,12 @@ def _install(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, venv_backend=BACKEND)
 def tests(session: nox.Session) -> None:
-    """Run the test suite under the deterministic qcheck-ci Hypothesis profile."""
+    """Run the test suite under the deterministic qcheck-ci Hypothesis profile, one test file per
+    pytest-xdist worker and as many workers as cores (a file's module fixtures run once)."""
     _install(session)
-    # A later --hypothesis-profile in posargs wins.  pytest's exit code 5 (no tests ran)
+    # A later --hypothesis-profile or -n in posargs wins.  pytest's exit code 5 (no tests ran)
     # fails the session like any other non-zero code.
-    session.run("pytest", "--hypothesis-profile=qcheck-ci", *session.posargs)
+    session.run("pytest", "--hypothesis-profile=qcheck-ci", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session(python=PYTHON, venv_backend=BACKEND)

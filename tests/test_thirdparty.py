@@ -16,6 +16,8 @@ from qcheck.thirdparty.gguf_py import GgufTq1_0, GgufTq2_0
 from qcheck.thirdparty.hf_transformers import HfTransformers
 
 P, F, E, NA = "PASS", "FAIL", "ERROR", "NOT APPLICABLE"
+UNSTABLE = (P, F)
+"""A verdict that depends on the torch.compile state of the source's functions, not on qcheck."""
 
 _GGUF_PACKING = {
     "pack_ternary:PACK-1": P,
@@ -62,7 +64,7 @@ _GGUF_QUANTIZERS = {
     "b158_fake_quantize:STE-1": NA,  # numpy: declared not differentiable
 }
 
-EXPECTED: dict[str, dict[str, str]] = {
+EXPECTED: dict[str, dict[str, str | tuple[str, ...]]] = {
     "hf-transformers": {
         # WeightQuant: 1/mean is subnormal for mean|W| > 2**126, so w * s / s overflows to inf; a float32
         # mean of weights near 3.4e38 overflows (s = 0, 0/0 = NaN); float64 weights are computed in float32
@@ -117,7 +119,10 @@ EXPECTED: dict[str, dict[str, str]] = {
         # activation_quant, so its multiplier findings reach the output: bfloat16 codes off by one
         # (BL-3, BL-5); float16 tokens with absmax < 127/65504 lose their matmul term (y / inf = 0), only
         # the bias remains (BL-4)
-        "bitlinear:BL-1": F,  # bfloat16 outputs off (the multiplier is rounded to bfloat16)
+        # bfloat16 outputs off (the multiplier is rounded to bfloat16) -- whether the quick profile's
+        # 40 examples meet one depends on the torch.compile state of transformers' functions: both
+        # verdicts were seen for the same seed, in fresh worker processes (README says so)
+        "bitlinear:BL-1": UNSTABLE,
         "bitlinear:BL-2": P,
         "bitlinear:BL-3": F,
         "bitlinear:BL-4": F,
@@ -160,6 +165,10 @@ def _grade(name: str) -> BackendGrade:
     return grade
 
 
+def _allowed(expected: object) -> tuple[object, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
 @pytest.mark.usefixtures("quick_shrinking")
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_every_check_of_a_third_party_adapter_ends_in_its_recorded_verdict(name: str) -> None:
@@ -172,7 +181,7 @@ def test_every_check_of_a_third_party_adapter_ends_in_its_recorded_verdict(name:
         f"{name} {key}: expected {expected.get(key, '(not in the table)')}, got {actual.get(key, '(not run)')}"
         + (f" - {messages[key]}" if key in messages else "")
         for key in sorted(set(actual) | set(expected))
-        if actual.get(key) != expected.get(key)
+        if actual.get(key) not in _allowed(expected.get(key))
     ]
     assert not wrong, "\n".join(wrong)
 
