@@ -232,8 +232,6 @@ def probes(op: str, conventions: Conventions) -> list[Any]:
     k, n = 300, 4
     w_codes = torch.randint(-1, 2, (n, k), generator=generator, dtype=torch.int8)
     w_scale = torch.full(weight_scale_shape(n, k, conventions), 0.37)
-    if not w_scale.shape:
-        w_scale = w_scale.reshape(())
     return [
         Args((torch.randn(2, 3, k, generator=generator), w_codes, w_scale, torch.randn(n, generator=generator))),
         Args((torch.full((1, k), 2.0), torch.ones(n, k, dtype=torch.int8), w_scale, None)),
