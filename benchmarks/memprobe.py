@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from qcheck.packing import QCHECK
-from qcheck.quantizers import act_quantize, b1_quantize, b158_quantize
+from qcheck.quantizers.streaming import act_quantize, b1_quantize, b158_quantize
 
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")

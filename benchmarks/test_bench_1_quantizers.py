@@ -2,8 +2,10 @@
 
 For every size of the throughput sweep, in this order on the same tensor: ``dst.copy_(src)`` into a
 preallocated buffer (the copy limit), the FAQ-style eager formulas (the peers), then
-``b158_quantize``, ``b1_quantize`` and ``act_quantize``.  At the issue's shapes (weight 4096×11008,
-activation 4096×4096, float32) each reference is judged: time / copy time <= 3.
+``b158_quantize``, ``b1_quantize`` and ``act_quantize`` as qcheck grades with them: the streaming
+versions (:mod:`qcheck.quantizers.streaming`), bit-identical to the readable references
+(tests/test_streaming.py), which take seconds at these sizes (Fractions and exact sums).  At the
+issue's shapes (weight 4096×11008, activation 4096×4096, float32) each is judged: time / copy <= 3.
 
 Peers: for the weight quantizers the FAQ's ``weight_quant`` without the final division,
 ``(w * (1 / w.abs().mean().clamp(min=1e-5))).round().clamp(-1, 1)``; for ``act_quantize`` the FAQ's
@@ -22,7 +24,7 @@ import pytest
 import torch
 
 from benchmarks._support import RUN, Scale, Shape, Target, current_scale, judge, measure, timing_key
-from qcheck.quantizers import act_quantize, b1_quantize, b158_quantize
+from qcheck.quantizers.streaming import act_quantize, b1_quantize, b158_quantize
 
 COPY_LIMIT = 3.0
 ISSUE_PEER_OVER_COPY = 12.0  # the issue: "the FAQ-style eager formula ... takes about 12× that copy here"

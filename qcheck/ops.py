@@ -1,5 +1,8 @@
 """The ops qcheck checks, named as in the backend contract, with their torch references.
 
+The three quantize ops use the streaming versions (:mod:`qcheck.quantizers.streaming`), which are
+bit-identical to the readable references (tests/test_streaming.py) and fast at layer sizes.
+
 An op is identified by its contract name (``b158_quantize``); its family says which codes it
 produces and its form whether it returns ``(codes, scale)`` or a dequantized tensor.
 """
@@ -15,6 +18,7 @@ import torch
 from qcheck import quantizers
 from qcheck.arguments import Args
 from qcheck.conventions import Conventions, Granularity
+from qcheck.quantizers import streaming
 
 Family = Literal["b1", "b158", "act", "packing", "product"]
 Form = Literal["quantize", "fake", "pack", "unpack", "bitlinear"]
@@ -87,11 +91,11 @@ def _bitlinear_reference(args: Args, conventions: Conventions) -> torch.Tensor:
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
-        Op("b1_quantize", "b1", "quantize", quantizers.b1_quantize, "b1 weights to {-1,+1} codes and beta"),
+        Op("b1_quantize", "b1", "quantize", streaming.b1_quantize, "b1 weights to {-1,+1} codes and beta"),
         Op("b1_fake_quantize", "b1", "fake", quantizers.b1_fake_quantize, "b1 weights, dequantized (codes*beta)"),
-        Op("b158_quantize", "b158", "quantize", quantizers.b158_quantize, "b1.58 weights to {-1,0,+1} codes and gamma"),
+        Op("b158_quantize", "b158", "quantize", streaming.b158_quantize, "b1.58 weights to {-1,0,+1} codes and gamma"),
         Op("b158_fake_quantize", "b158", "fake", quantizers.b158_fake_quantize, "b1.58 weights, dequantized"),
-        Op("act_quantize", "act", "quantize", quantizers.act_quantize, "per-token absmax activations to int8"),
+        Op("act_quantize", "act", "quantize", streaming.act_quantize, "per-token absmax activations to int8"),
         Op("act_fake_quantize", "act", "fake", quantizers.act_fake_quantize, "per-token activations, dequantized"),
         Op("pack_ternary", "packing", "pack", _pack_reference, "int8 ternary codes to the declared packed layout"),
         Op("unpack_ternary", "packing", "unpack", _unpack_reference, "packed bytes back to int8 codes of a shape"),

@@ -1,0 +1,100 @@
+"""Per-group statistics in one streaming pass, with rigorous error bounds instead of exact sums.
+
+:mod:`qcheck.quantizers.exact` sums exactly (integers per exponent, Fractions): the definition,
+and slow.  Here each tile's row sums are float64 sums, which for float32 and narrower input err by
+at most ``(m - 1) u sum|x|`` for ``m`` terms in any order (u = 2**-53; Higham, *Accuracy and
+Stability of Numerical Algorithms*, eq. 4.4), and the pieces of a row split over several tiles are
+combined by :func:`math.fsum` (correctly rounded).  A caller gets an interval that surely holds
+the exact mean and decides from it only what the interval decides: the rounded scale when both
+ends round to the same value, a code when the element is outside the interval.  Everything else
+goes back to the exact reference, so results never differ from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from qcheck.quantizers.tiles import TILE_ELEMENTS, GroupMatrix, tiles
+
+UNIT_ROUNDOFF = 2.0**-53
+_WIDEN = 2.0**-50  # relative widening that covers the roundings of the interval's own arithmetic
+_TINY = 2.0**-1070  # and an absolute one for ends at or near zero
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSums:
+    """Per group (float64, shape ``(n_groups,)``): ``absolute`` ~ sum|x|, ``signed`` ~ sum x (or
+    None if not asked for) and ``bound``, with ``|computed - exact| <= bound`` for both."""
+
+    absolute: torch.Tensor
+    signed: torch.Tensor | None
+    bound: torch.Tensor
+    count: int
+
+    @property
+    def finite(self) -> bool:
+        """False if the input held an Inf or a NaN (float32 sums cannot overflow float64)."""
+        return bool(torch.isfinite(self.absolute).all())
+
+    def mean_interval(self, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low, high)`` float64 with ``low <= exact mean <= high`` per group."""
+        total = self.signed if signed else self.absolute
+        assert total is not None
+        low = (total - self.bound) / self.count
+        high = (total + self.bound) / self.count
+        return low - (low.abs() * _WIDEN + _TINY), high + (high.abs() * _WIDEN + _TINY)
+
+
+def group_sums(matrix: GroupMatrix, *, signed: bool) -> GroupSums:
+    """Sums of |x| (and of x) over each row of ``matrix`` (float16/bfloat16/float32), tile by tile."""
+    n_rows, length = matrix.n_groups, matrix.group_length
+    absolute = torch.zeros(n_rows, dtype=torch.float64)
+    signed_sums = torch.zeros(n_rows, dtype=torch.float64) if signed else None
+    pieces: tuple[list[float], list[float]] = ([], [])
+    for tile in tiles(n_rows, length):
+        block = matrix.rows[tile.rows, tile.columns]
+        tile_abs = torch.linalg.vector_norm(block, 1, dim=1, dtype=torch.float64)
+        tile_signed = block.sum(dim=1, dtype=torch.float64) if signed else None
+        if tile.columns.start == 0 and tile.last_of_row:  # whole rows
+            absolute[tile.rows] = tile_abs
+            if signed_sums is not None and tile_signed is not None:
+                signed_sums[tile.rows] = tile_signed
+            continue
+        pieces[0].append(float(tile_abs))
+        if tile_signed is not None:
+            pieces[1].append(float(tile_signed))
+        if tile.last_of_row:
+            absolute[tile.rows] = math.fsum(pieces[0])
+            if signed_sums is not None:
+                signed_sums[tile.rows] = math.fsum(pieces[1])
+            pieces = ([], [])
+    terms = min(length, TILE_ELEMENTS)
+    # (terms - 1) u A per piece, u |S| <= u A for fsum; A_exact <= A_computed (1 + tiny): +4 covers it
+    bound = (terms + 4) * UNIT_ROUNDOFF * absolute
+    return GroupSums(absolute, signed_sums, bound, length)
+
+
+def group_absmax(matrix: GroupMatrix) -> torch.Tensor:
+    """``max |x|`` per row, float64 (exact; NaN propagates, so a non-finite input shows)."""
+    out = torch.empty(matrix.n_groups, dtype=torch.float64)
+    for tile in tiles(matrix.n_groups, matrix.group_length):
+        low, high = torch.aminmax(matrix.rows[tile.rows, tile.columns], dim=1)
+        peak = torch.maximum(high.to(torch.float64), -low.to(torch.float64)) + 0.0  # |-0.0| is +0.0
+        if tile.columns.start == 0:
+            out[tile.rows] = peak
+        else:
+            out[tile.rows] = torch.maximum(out[tile.rows], peak)
+    return out
+
+
+def decided_rounding(low: torch.Tensor, high: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """That ``dtype`` value (as float64) if every value in ``[low, high]`` rounds to the same one in
+    every group (so the exact value, rounded to float64 and then to ``dtype``, is known), else None.
+    A zero is +0, as the exact value's rounding is (the interval may reach below zero)."""
+    rounded = low.to(dtype)
+    if bool((rounded == high.to(dtype)).all()):
+        return rounded.to(torch.float64) + 0.0  # -0.0 + 0.0 == +0.0
+    return None
