@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from qcheck.layer_check import check_layer
 from qcheck.packing import QCHECK
 from qcheck.quantizers.streaming import act_quantize, b1_quantize, b158_quantize
 
@@ -80,6 +81,16 @@ def _b158_and_pack(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return QCHECK.pack(quantized.codes), quantized.scale
 
 
+def _b158_pack_and_check(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize and pack (the reference backend's ops), then check both against the reference
+    with the layer-scale check (qcheck.layer_check), as ``qcheck grade --profile thorough`` does."""
+    packed, scale = _b158_and_pack(w)
+    verdict = check_layer(b158_quantize, QCHECK.pack, w)
+    if not verdict.passed:
+        raise SystemExit(f"layer check failed: {verdict.message}")
+    return packed, scale
+
+
 IMPLS: dict[str, Callable[[torch.Tensor], Any]] = {
     "copy": _copy,
     "faq-weight": _faq_weight,
@@ -87,6 +98,7 @@ IMPLS: dict[str, Callable[[torch.Tensor], Any]] = {
     "b1_quantize": b1_quantize,
     "act_quantize": act_quantize,
     "b158_quantize+pack": _b158_and_pack,
+    "b158_quantize+pack+check": _b158_pack_and_check,
 }
 
 

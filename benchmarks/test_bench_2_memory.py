@@ -100,21 +100,21 @@ def test_peak_extra_memory(
 
 @pytest.mark.skipif(SCALE.big_bf16_shape is None, reason="the 70B-class layer runs at the full scale only")
 def test_70b_layer_resident_memory(benchmark: Any, request: pytest.FixtureRequest) -> None:
-    """8192×28672 bf16: b158_quantize + qcheck pack, process peak RSS against 8 GiB (quantize and pack
-    only: the issue's target also includes checking it in the thorough profile)."""
+    """8192×28672 bf16: b158_quantize + qcheck pack + the layer-scale check against the reference
+    (qcheck.layer_check, what ``qcheck grade --profile thorough`` runs), process peak RSS against 8 GiB."""
     assert SCALE.big_bf16_shape is not None
     rows, cols = SCALE.big_bf16_shape
     benchmark.group = "memory (fresh process each; time is the whole process)"
-    part = probe("b158_quantize+pack", (rows // SLICE, cols), "bfloat16")
+    part = probe("b158_quantize+pack+check", (rows // SLICE, cols), "bfloat16")
     _record(request.config, part)
     full = benchmark.pedantic(
-        probe, args=("b158_quantize+pack", (rows, cols), "bfloat16", RSS_LIMIT_GIB), rounds=1, iterations=1
+        probe, args=("b158_quantize+pack+check", (rows, cols), "bfloat16", RSS_LIMIT_GIB), rounds=1, iterations=1
     )
     _record(request.config, full)
     benchmark.extra_info.update({"slice": part, "full": full})
     if "failed" not in full:
         measured = full["peak_rss_bytes"] / 2**30
-        note = f"measured on the full layer ({full['seconds']:.0f} s); quantize + pack only, not the checks"
+        note = f"measured on the full layer ({full['seconds']:.0f} s): quantize, pack and the layer check"
     else:
         elements = rows * cols
         per_element = part["peak_extra_bytes"] / math.prod(part["shape"])
@@ -123,13 +123,13 @@ def test_70b_layer_resident_memory(benchmark: Any, request: pytest.FixtureReques
         note = (
             f"the full layer failed to allocate under an {RSS_LIMIT_GIB:g} GiB data limit after "
             f"{full['seconds']:.0f} s; value extrapolated linearly from a 1/{SLICE} row slice "
-            f"({per_element:.1f} B of peak extra per element); quantize + pack only"
+            f"({per_element:.1f} B of peak extra per element); quantize, pack and the layer check"
         )
     judge(
         request.config,
         Target(
             "2 memory",
-            f"{rows}x{cols} bf16 b158_quantize + pack: process peak RSS",
+            f"{rows}x{cols} bf16 b158_quantize + pack + layer check: process peak RSS",
             measured,
             RSS_LIMIT_GIB,
             "<=",
