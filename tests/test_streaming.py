@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qcheck import strategies as qst
-from qcheck.conventions import DEFAULT, Conventions
+from qcheck.conventions import DEFAULT, PER_ROW, Conventions
 from qcheck.quantizers import activations, dtype_bounds, streaming, streaming_statistics, tiles, weights
 from qcheck.quantizers.results import Quantized
 from tests.test_differential import ACTIVATION_CONVENTIONS, WEIGHT_CONVENTIONS
@@ -104,6 +104,24 @@ def test_large_random_inputs_match_and_take_the_fast_path(
     got = PAIRS[name][0](x, DEFAULT)
     assert torch.equal(got.codes, expected.codes)
     assert torch.equal(got.scale, expected.scale)
+
+
+@pytest.mark.parametrize("name", ["b158_quantize", "b1_quantize"])
+def test_undecided_rows_are_computed_exactly_without_the_whole_reference(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row whose absmean is exactly a float32 midpoint (1 + 2**-24: the interval straddles it) and
+    an all-equal row (every element inside b1's mean interval) are decided exactly, per row."""
+    conventions = DEFAULT.replace(weight_granularity=PER_ROW)
+    w = torch.randn(64, 1000, generator=torch.Generator().manual_seed(7))
+    w[5] = 0.3
+    w[7, :500], w[7, 500:] = 1.0, 1.0 + 2.0**-23
+    w[9, ::2], w[9, 1::2] = -(1.0 + 2.0**-23), 1.0  # signed mean -2**-24, not a float32 midpoint
+    expected = PAIRS[name][1](w, conventions)
+    monkeypatch.setattr(weights, name, lambda *_: pytest.fail("fell back to the whole reference"))
+    got = PAIRS[name][0](w, conventions)
+    assert torch.equal(got.codes, expected.codes)
+    assert torch.equal(got.scale.view(torch.int32), expected.scale.view(torch.int32))
 
 
 def test_a_non_finite_weight_is_rejected_with_the_references_message() -> None:

@@ -8,12 +8,13 @@ How they stay exact without exact arithmetic on every element:
   is an interval from float64 sums with a rigorous error bound, and the scale is taken from it
   only when both ends round to the same float32 value;
 * codes are threshold comparisons in the input's own dtype (:mod:`~.dtype_bounds`): ``2|w| >
-  gamma`` becomes ``w > floor(gamma / 2)``, ``Sign(w - alpha)`` becomes ``w > floor(high)`` with an
-  ambiguity test for values inside the mean's interval, and ``round(x * Qp / a)`` is the float64
-  quotient, which decides every rounding of float32-or-narrower input (SPEC ACT-2);
-* anything the fast path cannot decide (a scale near a rounding midpoint, an element inside the
-  mean's interval, float64 input, a group size that does not divide the rows, non-finite or empty
-  input, which the reference rejects) is handed to the reference for the whole call.
+  gamma`` becomes ``w > floor(gamma / 2)``, ``Sign(w - alpha)`` becomes ``w > floor(high)`` and
+  ``w < ceil(low)``, and ``round(x * Qp / a)`` is the float64 quotient, which decides every
+  rounding of float32-or-narrower input (SPEC ACT-2);
+* a group the interval cannot decide (a mean near a float32 rounding midpoint, an element inside
+  the mean's interval) is computed exactly, with the reference's exact sums, for that group only;
+* what the tiles cannot hold (float64 input, a group size that does not divide the rows) and
+  non-finite or empty input (which the reference rejects) go to the reference for the whole call.
 
 No temporary larger than a few tiles is made; the outputs are written tile by tile.
 tests/test_streaming.py compares every op with its reference on the property suite's inputs.
@@ -29,10 +30,11 @@ from qcheck.conventions import DEFAULT, Conventions, Rounding, Statistic
 from qcheck.quantizers import activations, weights
 from qcheck.quantizers.activations import code_range
 from qcheck.quantizers.dtype_bounds import above_in, below_in, ceil_in, floor_in
+from qcheck.quantizers.exact import compare_to_mean
 from qcheck.quantizers.results import Quantized
 from qcheck.quantizers.rounding import round_to_integer
 from qcheck.quantizers.statistics import apply_eps
-from qcheck.quantizers.streaming_statistics import decided_rounding, group_absmax, group_sums
+from qcheck.quantizers.streaming_statistics import absmean_statistic, exact_row_means, group_absmax, group_sums
 from qcheck.quantizers.tiles import GroupMatrix, group_matrix, tiles
 from qcheck.quantizers.validation import scale_dtype_for
 
@@ -52,15 +54,12 @@ def _matrix(x: object, conventions: Conventions, *, activation: bool) -> GroupMa
 
 def _statistic(matrix: GroupMatrix, statistic: Statistic) -> torch.Tensor | None:
     """The weight statistic per group as float64 whose float32 rounding equals the reference's
-    (exact for absmax), or None when the reference must decide (a non-finite input, or a mean too
-    close to a float32 rounding midpoint)."""
+    (exact for absmax), or None for a non-finite input (the reference rejects it)."""
     if statistic is Statistic.ABSMAX:
         peak = group_absmax(matrix)
         return peak if bool(torch.isfinite(peak).all()) else None
     sums = group_sums(matrix, signed=False)
-    if not sums.finite:
-        return None
-    return decided_rounding(*sums.mean_interval(signed=False), torch.float32)
+    return absmean_statistic(matrix, sums, torch.float32) if sums.finite else None
 
 
 def _write_codes(matrix: GroupMatrix, out: torch.Tensor, above: torch.Tensor, below: torch.Tensor) -> None:
@@ -103,9 +102,9 @@ def b158_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quanti
 def b1_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
     """:func:`qcheck.quantizers.b1_quantize`, streamed: ``Sign(W - alpha)``, scale beta.
 
-    ``alpha`` is known as an interval ``[low, high]``: ``w > high`` is +1, ``w < low`` is -1, and
-    if any element lies inside the interval (an all-equal group, a value at the mean) the exact
-    reference decides the whole call.
+    ``alpha`` is known as an interval ``[low, high]``: ``w > high`` is +1, ``w < low`` is -1; a row
+    with an element inside its interval (an all-equal group, a value at the mean) is compared with
+    its exact mean, as the reference does (SPEC B1-2), ties getting ``sign_of_zero``.
     """
     matrix = _matrix(w, conventions, activation=False)
     if matrix is None:
@@ -114,30 +113,31 @@ def b1_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantize
     if not sums.finite:
         return weights.b1_quantize(w, conventions)
     if conventions.weight_statistic is Statistic.ABSMEAN:
-        beta = decided_rounding(*sums.mean_interval(signed=False), torch.float32)
+        beta = absmean_statistic(matrix, sums, torch.float32)
     else:
         beta = group_absmax(matrix)
-    if beta is None:
-        return weights.b1_quantize(w, conventions)
     low, high = sums.mean_interval(signed=True)
     dtype = w.dtype
-    above, below = floor_in(high, dtype), ceil_in(low, dtype)
-    if bool((below <= above).any()) and _any_between(matrix, below, above):
-        return weights.b1_quantize(w, conventions)
     codes = torch.empty(matrix.rows.shape, dtype=torch.int8)
-    _write_codes(matrix, codes, above, below)
+    _write_codes(matrix, codes, floor_in(high, dtype), ceil_in(low, dtype))
+    undecided = _rows_with_zero(codes)  # b1 codes are never 0: a 0 is an element inside [low, high]
+    if undecided.numel():
+        means = exact_row_means(matrix, undecided, absolute=False)
+        values = matrix.rows[undecided].to(torch.float64).reshape(-1)
+        ids = torch.arange(undecided.numel(), dtype=torch.int64).repeat_interleave(matrix.group_length)
+        side = compare_to_mean(values, means, ids).reshape(-1, matrix.group_length)
+        tie_code = conventions.sign_of_zero.value
+        codes[undecided] = torch.where(side > 0, 1, torch.where(side < 0, -1, tie_code)).to(torch.int8)
     scale_dtype = scale_dtype_for(w.dtype)
     return Quantized(codes.reshape(w.shape), beta.to(scale_dtype).reshape(matrix.scale_shape))
 
 
-def _any_between(matrix: GroupMatrix, low: torch.Tensor, high: torch.Tensor) -> bool:
-    """Whether some element of a row lies in that row's ``[low, high]`` (input dtype)."""
-    low, high = low.reshape(-1, 1), high.reshape(-1, 1)
-    for tile in tiles(matrix.n_groups, matrix.group_length):
-        block = matrix.rows[tile.rows, tile.columns]
-        if bool(torch.logical_and(block >= low[tile.rows], block <= high[tile.rows]).any()):
-            return True
-    return False
+def _rows_with_zero(codes: torch.Tensor) -> torch.Tensor:
+    """Indices (int64) of the rows of ``codes`` that hold a 0."""
+    found = torch.zeros(codes.shape[0], dtype=torch.bool)
+    for tile in tiles(int(codes.shape[0]), int(codes.shape[1])):
+        found[tile.rows] |= torch.eq(codes[tile.rows, tile.columns], 0).any(dim=1)
+    return torch.nonzero(found).flatten()
 
 
 def act_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:

@@ -6,8 +6,9 @@ at most ``(m - 1) u sum|x|`` for ``m`` terms in any order (u = 2**-53; Higham, *
 Stability of Numerical Algorithms*, eq. 4.4), and the pieces of a row split over several tiles are
 combined by :func:`math.fsum` (correctly rounded).  A caller gets an interval that surely holds
 the exact mean and decides from it only what the interval decides: the rounded scale when both
-ends round to the same value, a code when the element is outside the interval.  Everything else
-goes back to the exact reference, so results never differ from it.
+ends round to the same value, a code when the element is outside the interval.  The rows it
+cannot decide are summed exactly by the reference's own code (:func:`exact_row_means`), so
+results never differ from the reference's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 
 import torch
 
+from qcheck.quantizers.exact import ExactMeans, exact_group_means
 from qcheck.quantizers.tiles import TILE_ELEMENTS, GroupMatrix, tiles
 
 UNIT_ROUNDOFF = 2.0**-53
@@ -90,11 +92,26 @@ def group_absmax(matrix: GroupMatrix) -> torch.Tensor:
     return out
 
 
-def decided_rounding(low: torch.Tensor, high: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-    """That ``dtype`` value (as float64) if every value in ``[low, high]`` rounds to the same one in
-    every group (so the exact value, rounded to float64 and then to ``dtype``, is known), else None.
-    A zero is +0, as the exact value's rounding is (the interval may reach below zero)."""
+def exact_row_means(matrix: GroupMatrix, rows: torch.Tensor, *, absolute: bool) -> ExactMeans:
+    """The exact means (of |x| or of x) of the rows ``rows`` (int64 indices), from the reference's
+    exact sums (:mod:`qcheck.quantizers.exact`); for the few rows an interval cannot decide."""
+    block = matrix.rows[rows].to(torch.float64)
+    values = block.abs() if absolute else block
+    count = int(rows.numel())
+    ids = torch.arange(count, dtype=torch.int64).repeat_interleave(matrix.group_length)
+    counts = torch.full((count,), matrix.group_length, dtype=torch.int64)
+    return exact_group_means(values.reshape(-1), ids, counts)
+
+
+def absmean_statistic(matrix: GroupMatrix, sums: GroupSums, dtype: torch.dtype) -> torch.Tensor:
+    """Per group, float64 that rounds to ``dtype`` exactly as the exact mean of |x| (rounded to
+    float64 first) does: the interval's common rounding where both ends agree, else the exact
+    mean's nearest float64, computed for those rows only.  A zero is +0, as the exact value's
+    rounding is (an interval may reach below zero)."""
+    low, high = sums.mean_interval(signed=False)
     rounded = low.to(dtype)
-    if bool((rounded == high.to(dtype)).all()):
-        return rounded.to(torch.float64) + 0.0  # -0.0 + 0.0 == +0.0
-    return None
+    out = rounded.to(torch.float64) + 0.0  # -0.0 + 0.0 == +0.0
+    undecided = torch.nonzero(rounded != high.to(dtype)).flatten()
+    if undecided.numel():
+        out[undecided] = exact_row_means(matrix, undecided, absolute=True).nearest
+    return out
