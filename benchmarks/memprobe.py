@@ -5,9 +5,10 @@
 resident or not) so that an operation larger than expected fails with an allocation error instead of
 pushing a shared machine out of memory; the JSON then has ``"failed"`` and no peak.
 
-Method: import torch and qcheck, run the operation once on a small tensor (lazy imports and code
-paths), make the seeded input, then reset the kernel's peak-RSS mark (``echo 5 >
-/proc/self/clear_refs``, Linux >= 4.0) and read ``VmHWM`` from ``/proc/self/status`` after the call.
+Method: import torch and qcheck, run the operation once on a small tensor and once on a 2048×2049
+one (lazy imports, code paths, the fused kernels' compilation), make the seeded input, then reset
+the kernel's peak-RSS mark (``echo 5 > /proc/self/clear_refs``, Linux >= 4.0) and read ``VmHWM``
+from ``/proc/self/status`` after the call.
 ``peak extra = VmHWM after - VmHWM at reset - bytes of the outputs`` (the outputs stay alive while
 the peak is read).  If the mark cannot be reset, ``ru_maxrss`` is used and the baseline is the peak so
 far (imports and making the input), which can hide a smaller operation's peak: the JSON says which.
@@ -120,7 +121,10 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(threads)
     result: dict[str, Any] = {"impl": impl, "shape": [rows, cols], "dtype": dtype_name, "cap_bytes": cap}
     with torch.no_grad():
-        fn(torch.randn(64, 256).to(dtype))  # warm-up: lazy imports, first-call paths
+        # warm-up: lazy imports, first-call paths, and the fused kernels' compilation (inputs of at
+        # least fused_kernels.MIN_ELEMENTS elements), which is not the operation's own memory
+        fn(torch.randn(64, 256).to(dtype))
+        fn(torch.randn(2048, 2049).to(dtype))
         if cap is not None:
             resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
         generator = torch.Generator().manual_seed(rows + cols)

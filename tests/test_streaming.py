@@ -23,7 +23,15 @@ from hypothesis import strategies as st
 
 from qcheck import strategies as qst
 from qcheck.conventions import DEFAULT, PER_ROW, Conventions
-from qcheck.quantizers import activations, dtype_bounds, streaming, streaming_statistics, tiles, weights
+from qcheck.quantizers import (
+    activations,
+    dtype_bounds,
+    fused_kernels,
+    streaming,
+    streaming_statistics,
+    tiles,
+    weights,
+)
 from qcheck.quantizers.results import Quantized
 from tests.test_differential import ACTIVATION_CONVENTIONS, WEIGHT_CONVENTIONS
 
@@ -33,16 +41,25 @@ PAIRS: dict[str, tuple[Op, Op]] = {
     "b1_quantize": (streaming.b1_quantize, weights.b1_quantize),
     "act_quantize": (streaming.act_quantize, activations.act_quantize),
 }
-TILE_SIZES = (tiles.TILE_ELEMENTS, 5)
+TILE_SIZES: tuple[int | str, ...] = (tiles.TILE_ELEMENTS, 5, "fused")
 
 
 @contextlib.contextmanager
-def tile_elements(budget: int) -> Iterator[None]:
-    """Tiles of ``budget`` elements within the block (rows split across tiles on small inputs)."""
+def tile_elements(budget: int | str) -> Iterator[None]:
+    """Tiles of ``budget`` elements within the block (rows split across tiles on small inputs), or
+    with ``"fused"`` the fused kernels at every size (tiles of 5 for the sums, so that pieces and
+    the fsum tail are exercised), which must not have fallen back to eager."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tiles, "TILE_ELEMENTS", budget)
-        patch.setattr(streaming_statistics, "TILE_ELEMENTS", budget)
-        yield
+        size = 5 if budget == "fused" else int(budget)
+        patch.setattr(tiles, "TILE_ELEMENTS", size)
+        patch.setattr(streaming_statistics, "TILE_ELEMENTS", size)
+        if budget == "fused":
+            patch.setattr(fused_kernels, "MIN_ELEMENTS", 0)
+            with torch._dynamo.config.patch(recompile_limit=1024, accumulated_recompile_limit=100_000):
+                yield
+            assert not fused_kernels._state["broken"], "the fused kernels fell back to eager"
+        else:
+            yield
 
 
 def assert_same(name: str, x: torch.Tensor, conventions: Conventions) -> None:
@@ -70,7 +87,9 @@ activation_names = st.sampled_from(sorted(ACTIVATION_CONVENTIONS))
 @pytest.mark.parametrize("tile_size", TILE_SIZES)
 @pytest.mark.parametrize("name", ["b158_quantize", "b1_quantize"])
 @given(data=st.data(), conventions_name=weight_names)
-def test_weight_quantizers_match_the_reference(tile_size: int, name: str, data: Any, conventions_name: str) -> None:
+def test_weight_quantizers_match_the_reference(
+    tile_size: int | str, name: str, data: Any, conventions_name: str
+) -> None:
     conventions = WEIGHT_CONVENTIONS[conventions_name]
     w = data.draw(qst.weights(conventions=conventions, max_side=12), label="w")
     with tile_elements(tile_size):
@@ -79,7 +98,7 @@ def test_weight_quantizers_match_the_reference(tile_size: int, name: str, data: 
 
 @pytest.mark.parametrize("tile_size", TILE_SIZES)
 @given(data=st.data(), conventions_name=activation_names)
-def test_act_quantize_matches_the_reference(tile_size: int, data: Any, conventions_name: str) -> None:
+def test_act_quantize_matches_the_reference(tile_size: int | str, data: Any, conventions_name: str) -> None:
     conventions = ACTIVATION_CONVENTIONS[conventions_name]
     x = data.draw(qst.activations(conventions=conventions, max_side=12), label="x")
     with tile_elements(tile_size):

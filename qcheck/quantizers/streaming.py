@@ -16,7 +16,8 @@ How they stay exact without exact arithmetic on every element:
 * what the tiles cannot hold (float64 input, a group size that does not divide the rows) and
   non-finite or empty input (which the reference rejects) go to the reference for the whole call.
 
-No temporary larger than a few tiles is made; the outputs are written tile by tile.
+No temporary larger than a few tiles is made; the outputs are written tile by tile, or by the
+fused kernels of :mod:`~.fused_kernels` for inputs of millions of elements.
 tests/test_streaming.py compares every op with its reference on the property suite's inputs.
 """
 
@@ -27,7 +28,7 @@ from collections.abc import Callable
 import torch
 
 from qcheck.conventions import DEFAULT, Conventions, Rounding, Statistic
-from qcheck.quantizers import activations, weights
+from qcheck.quantizers import activations, fused_kernels, weights
 from qcheck.quantizers.activations import code_range
 from qcheck.quantizers.dtype_bounds import above_in, below_in, ceil_in, floor_in
 from qcheck.quantizers.exact import compare_to_mean
@@ -62,15 +63,21 @@ def _statistic(matrix: GroupMatrix, statistic: Statistic) -> torch.Tensor | None
     return absmean_statistic(matrix, sums, torch.float32) if sums.finite else None
 
 
-def _write_codes(matrix: GroupMatrix, out: torch.Tensor, above: torch.Tensor, below: torch.Tensor) -> None:
-    """``out`` (int8, rows like ``matrix``) = +1 where ``x > above``, -1 where ``x < below``, else 0
+def _threshold_codes(matrix: GroupMatrix, above: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
+    """int8 codes shaped like ``matrix.rows``: +1 where ``x > above``, -1 where ``x < below``, else 0
     (``above``/``below``: one threshold per row, in the input dtype)."""
     above, below = above.reshape(-1, 1), below.reshape(-1, 1)
+    if fused_kernels.wanted(matrix.rows.numel()):
+        fused = fused_kernels.threshold_codes(matrix.rows, above, below)
+        if fused is not None:
+            return fused
+    out = torch.empty(matrix.rows.shape, dtype=torch.int8)
     for tile in tiles(matrix.n_groups, matrix.group_length):
         block = matrix.rows[tile.rows, tile.columns]
         target = out[tile.rows, tile.columns]
         target.copy_(torch.gt(block, above[tile.rows]))
         target.sub_(torch.lt(block, below[tile.rows]).view(torch.int8))
+    return out
 
 
 def b158_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantized:
@@ -94,8 +101,7 @@ def b158_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quanti
     never = gamma == 0  # the reference's codes are all 0 where the divisor is 0
     above = torch.where(never, torch.tensor(float("inf"), dtype=dtype), above)
     below = torch.where(never, torch.tensor(-float("inf"), dtype=dtype), below)
-    codes = torch.empty(matrix.rows.shape, dtype=torch.int8)
-    _write_codes(matrix, codes, above, below)
+    codes = _threshold_codes(matrix, above, below)
     return Quantized(codes.reshape(w.shape), gamma.to(scale_dtype).reshape(matrix.scale_shape))
 
 
@@ -118,9 +124,9 @@ def b1_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantize
         beta = group_absmax(matrix)
     low, high = sums.mean_interval(signed=True)
     dtype = w.dtype
-    codes = torch.empty(matrix.rows.shape, dtype=torch.int8)
-    _write_codes(matrix, codes, floor_in(high, dtype), ceil_in(low, dtype))
-    undecided = _rows_with_zero(codes)  # b1 codes are never 0: a 0 is an element inside [low, high]
+    above, below = floor_in(high, dtype), ceil_in(low, dtype)
+    codes = _threshold_codes(matrix, above, below)
+    undecided = _undecided_rows(matrix, codes, below, above)
     if undecided.numel():
         means = exact_row_means(matrix, undecided, absolute=False)
         values = matrix.rows[undecided].to(torch.float64).reshape(-1)
@@ -132,8 +138,13 @@ def b1_quantize(w: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantize
     return Quantized(codes.reshape(w.shape), beta.to(scale_dtype).reshape(matrix.scale_shape))
 
 
-def _rows_with_zero(codes: torch.Tensor) -> torch.Tensor:
-    """Indices (int64) of the rows of ``codes`` that hold a 0."""
+def _undecided_rows(matrix: GroupMatrix, codes: torch.Tensor, below: torch.Tensor, above: torch.Tensor) -> torch.Tensor:
+    """Indices (int64) of the rows with an element in ``[below, above]``: those b1 codes are 0
+    (b1 codes are otherwise never 0)."""
+    if fused_kernels.wanted(codes.numel()):
+        inside = fused_kernels.rows_with_inside(matrix.rows, below.reshape(-1, 1), above.reshape(-1, 1))
+        if inside is not None:
+            return torch.nonzero(inside).flatten()
     found = torch.zeros(codes.shape[0], dtype=torch.bool)
     for tile in tiles(int(codes.shape[0]), int(codes.shape[1])):
         found[tile.rows] |= torch.eq(codes[tile.rows, tile.columns], 0).any(dim=1)
@@ -155,13 +166,23 @@ def act_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantiz
     scale_dtype = scale_dtype_for(x.dtype)
     divisor = apply_eps(peak, conventions, scale_dtype)
     safe = torch.where(divisor > 0, divisor, torch.inf).reshape(-1, 1)  # x / inf = 0: code 0
-    codes = torch.empty(matrix.rows.shape, dtype=torch.int8)
-    rounding: Callable[[torch.Tensor], torch.Tensor] = _rounder(conventions.rounding)
-    for tile in tiles(matrix.n_groups, matrix.group_length):
-        quotient = matrix.rows[tile.rows, tile.columns].to(torch.float64).mul_(high).div_(safe[tile.rows])
-        codes[tile.rows, tile.columns] = rounding(quotient).clamp_(low, high)
+    codes = _act_codes(matrix, safe, conventions.rounding, low, high)
     scale = (divisor / high).to(scale_dtype).reshape(matrix.scale_shape)
     return Quantized(codes.reshape(x.shape), scale)
+
+
+def _act_codes(matrix: GroupMatrix, divisor: torch.Tensor, rounding: Rounding, low: int, high: int) -> torch.Tensor:
+    """int8 ``clamp(round(x * high / divisor), low, high)`` per row, rounding as declared."""
+    if rounding is Rounding.HALF_EVEN and fused_kernels.wanted(matrix.rows.numel()):
+        fused = fused_kernels.act_codes(matrix.rows, divisor, float(low), float(high))
+        if fused is not None:
+            return fused
+    codes = torch.empty(matrix.rows.shape, dtype=torch.int8)
+    rounder = _rounder(rounding)
+    for tile in tiles(matrix.n_groups, matrix.group_length):
+        quotient = matrix.rows[tile.rows, tile.columns].to(torch.float64).mul_(high).div_(divisor[tile.rows])
+        codes[tile.rows, tile.columns] = rounder(quotient).clamp_(low, high)
+    return codes
 
 
 def _rounder(rounding: Rounding) -> Callable[[torch.Tensor], torch.Tensor]:

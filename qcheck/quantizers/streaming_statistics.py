@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from qcheck.quantizers import fused_kernels
 from qcheck.quantizers.exact import ExactMeans, exact_group_means
 from qcheck.quantizers.tiles import TILE_ELEMENTS, GroupMatrix, tiles
 
@@ -53,6 +54,10 @@ class GroupSums:
 def group_sums(matrix: GroupMatrix, *, signed: bool) -> GroupSums:
     """Sums of |x| (and of x) over each row of ``matrix`` (float16/bfloat16/float32), tile by tile."""
     n_rows, length = matrix.n_groups, matrix.group_length
+    terms = min(length, TILE_ELEMENTS)
+    fused = _fused_sums(matrix, terms)
+    if fused is not None:
+        return _bounded(fused[0], fused[1] if signed else None, terms, length)
     absolute = torch.zeros(n_rows, dtype=torch.float64)
     signed_sums = torch.zeros(n_rows, dtype=torch.float64) if signed else None
     pieces: tuple[list[float], list[float]] = ([], [])
@@ -73,14 +78,41 @@ def group_sums(matrix: GroupMatrix, *, signed: bool) -> GroupSums:
             if signed_sums is not None:
                 signed_sums[tile.rows] = math.fsum(pieces[1])
             pieces = ([], [])
-    terms = min(length, TILE_ELEMENTS)
-    # (terms - 1) u A per piece, u |S| <= u A for fsum; A_exact <= A_computed (1 + tiny): +4 covers it
-    bound = (terms + 4) * UNIT_ROUNDOFF * absolute
-    return GroupSums(absolute, signed_sums, bound, length)
+    return _bounded(absolute, signed_sums, terms, length)
+
+
+def _bounded(absolute: torch.Tensor, signed: torch.Tensor | None, terms: int, count: int) -> GroupSums:
+    """Sums whose pieces had at most ``terms`` terms each, with their error bound: ``(terms - 1) u A``
+    per piece, ``u |S| <= u A`` for the fsum; ``A_exact <= A_computed (1 + tiny)``: +4 covers it."""
+    return GroupSums(absolute, signed, (terms + 4) * UNIT_ROUNDOFF * absolute, count)
+
+
+def _fused_sums(matrix: GroupMatrix, terms: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(sum |x|, sum x)`` per row from the fused kernel, in pieces of at most ``terms`` elements;
+    None where the kernel is not used (small input, rows longer than a tile, no compiler)."""
+    rows = matrix.rows
+    if not fused_kernels.wanted(rows.numel()):
+        return None
+    if matrix.group_length <= terms:
+        return fused_kernels.row_sums(rows)
+    if matrix.n_groups != 1:
+        return None
+    whole = matrix.group_length // terms * terms
+    pieces = fused_kernels.row_sums(rows[0, :whole].reshape(-1, terms))
+    if pieces is None:
+        return None
+    tail = rows[0, whole:].to(torch.float64)
+    absolute = math.fsum([*pieces[0].tolist(), float(tail.abs().sum())])
+    signed = math.fsum([*pieces[1].tolist(), float(tail.sum())])
+    return torch.tensor([absolute], dtype=torch.float64), torch.tensor([signed], dtype=torch.float64)
 
 
 def group_absmax(matrix: GroupMatrix) -> torch.Tensor:
     """``max |x|`` per row, float64 (exact; NaN propagates, so a non-finite input shows)."""
+    if fused_kernels.wanted(matrix.rows.numel()):
+        fused = fused_kernels.row_absmax(matrix.rows)
+        if fused is not None:
+            return fused + 0.0  # |-0.0| is +0.0
     out = torch.empty(matrix.n_groups, dtype=torch.float64)
     for tile in tiles(matrix.n_groups, matrix.group_length):
         low, high = torch.aminmax(matrix.rows[tile.rows, tile.columns], dim=1)

@@ -43,7 +43,7 @@ def group_matrix(x: torch.Tensor, granularity: Granularity) -> GroupMatrix | Non
     A non-contiguous ``x`` is copied once, in its own dtype, to get row-major order.
     """
     shape = tuple(x.shape)
-    x = x.detach()
+    x = x.detach().contiguous()  # a no-op for the usual contiguous input
     if granularity.kind is GranularityKind.PER_TENSOR:
         return GroupMatrix(x.reshape(1, -1), ())
     if not shape or shape[-1] == 0:
