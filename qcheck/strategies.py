@@ -1,7 +1,9 @@
 """Hypothesis strategies for weights and activations aimed at the boundaries where kernels break.
 
-Every tensor is built from Hypothesis primitives (no seeded RNG), so failures shrink to small
-shapes and simple values; nothing here quantizes or judges a result.
+Every tensor is built from Hypothesis primitives, so failures shrink to small shapes and simple
+values; a list longer than :data:`ELEMENT_DRAWS` repeats a palette of that many drawn elements at
+positions fixed by a drawn seed (:func:`_elements`), which keeps large tensors cheap to draw.
+Nothing here quantizes or judges a result.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -80,6 +84,45 @@ kernels that multiply by a rounded reciprocal (``w * (1/gamma)`` is not ``w / ga
 
 
 # --------------------------------------------------------------------------------------------
+# strategies are built once per distinct set of arguments
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+STRATEGY_CACHE_SIZE = 4096
+"""Distinct argument sets remembered per strategy function (shapes drawn inside a composite, such
+as the second tensor of a pair, make each shape one entry)."""
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple) and not isinstance(value, torch.Size):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def memoized(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` (a function returning a strategy) built once per distinct arguments.
+
+    Building a strategy is not free: ``st.composite`` inspects the source of the function it wraps,
+    and composites that draw other strategies build them on every draw.  Strategies are immutable
+    descriptions, so a shared one draws exactly what a fresh one would.  Lists become tuples for
+    the key; arguments that cannot be hashed skip the cache."""
+    cached = functools.lru_cache(maxsize=STRATEGY_CACHE_SIZE)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        frozen_args = tuple(_frozen(a) for a in args)
+        frozen_kwargs = {k: _frozen(v) for k, v in kwargs.items()}
+        try:
+            hash((frozen_args, tuple(frozen_kwargs.items())))
+        except TypeError:
+            return fn(*args, **kwargs)
+        return cached(*frozen_args, **frozen_kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
 # dtype facts and small helpers
 
 
@@ -125,8 +168,49 @@ def _signed(magnitudes: SearchStrategy[float]) -> SearchStrategy[float]:
     return st.tuples(st.booleans(), magnitudes).map(lambda p: -p[1] if p[0] else p[1])
 
 
-def _fixed_list(elements: SearchStrategy[float], n: int) -> SearchStrategy[list[float]]:
+def _fixed_list(elements: SearchStrategy[_T], n: int) -> SearchStrategy[list[_T]]:
     return st.lists(elements, min_size=n, max_size=n)
+
+
+ELEMENT_DRAWS = 64
+"""Elements of one list that Hypothesis draws one by one; longer lists repeat a drawn palette."""
+_PLACEMENT_SEEDS: SearchStrategy[int] = st.integers(0, 2**32 - 1)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SplitMix64's finalizer on uint64 arrays (wrapping arithmetic): a fixed, portable hash."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed: npt.NDArray[np.uint64] = x ^ (x >> np.uint64(31))
+    return mixed
+
+
+def _placement(seed: int, n: int, k: int) -> list[int]:
+    """For each of ``n`` positions, which of ``k < n`` palette entries it holds: every entry at
+    least once, at positions and with repeats fixed by ``seed`` (a portable hash, not an RNG whose
+    stream could change between numpy versions)."""
+    counter = np.arange(2 * n, dtype=np.uint64) + np.full(2 * n, seed, dtype=np.uint64) * _GOLDEN
+    hashes = _mix64(counter)
+    which = hashes[:n] % np.uint64(k)
+    order = np.argsort(hashes[n:], kind="stable")  # a permutation of the positions
+    which[order[:k]] = np.arange(k, dtype=np.uint64)
+    return [int(i) for i in which.tolist()]
+
+
+def _elements(draw: DrawFn, pool: SearchStrategy[_T], n: int) -> list[_T]:
+    """``n`` elements of ``pool``.  Up to :data:`ELEMENT_DRAWS`, each is its own Hypothesis draw
+    (this is ``draw(st.lists(pool, min_size=n, max_size=n))``); beyond, Hypothesis draws a palette
+    of ELEMENT_DRAWS elements and a placement seed, and every position holds a palette entry,
+    each entry at least once.  Drawing hundreds of elements one by one costs milliseconds per
+    example, and the boundary values the pools aim at are as likely in the palette as in any
+    ELEMENT_DRAWS positions; a failure shrinks the palette entries like any element, and the
+    shape towards sizes drawn element by element."""
+    if n <= ELEMENT_DRAWS:
+        return draw(_fixed_list(pool, n))
+    palette = draw(_fixed_list(pool, ELEMENT_DRAWS))
+    seed = draw(_PLACEMENT_SEEDS)
+    return [palette[i] for i in _placement(seed, n, ELEMENT_DRAWS)]
 
 
 @functools.cache
@@ -158,6 +242,7 @@ def _assemble(values: list[float], shape: Shape, dtype: torch.dtype, *, exact: b
 # basic vocabulary
 
 
+@memoized
 def dtypes(allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> SearchStrategy[torch.dtype]:
     """One of ``allowed`` (shrinks to the first: float32 by default)."""
     for dtype in allowed:
@@ -165,6 +250,7 @@ def dtypes(allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> SearchStrategy[torc
     return st.sampled_from(tuple(allowed))
 
 
+@memoized
 def shapes(*, min_dims: int = 1, max_dims: int = 2, max_side: int = 9, min_side: int = 1) -> SearchStrategy[Shape]:
     """Shapes of ``min_dims..max_dims`` dimensions with sides in ``min_side..max_side``.
 
@@ -177,6 +263,7 @@ def shapes(*, min_dims: int = 1, max_dims: int = 2, max_side: int = 9, min_side:
     return st.lists(sides, min_size=min_dims, max_size=max_dims).map(tuple)
 
 
+@memoized
 def _shapes_with_long_rows(*, min_dims: int, max_dims: int, max_side: int) -> SearchStrategy[Shape]:
     """Like :func:`shapes` but the last side is at least 2, so a row can hold a tie."""
     lead = st.lists(st.integers(1, max_side), min_size=max(min_dims - 1, 0), max_size=max(max_dims - 1, 0))
@@ -184,6 +271,7 @@ def _shapes_with_long_rows(*, min_dims: int, max_dims: int, max_side: int) -> Se
     return st.tuples(lead, last).map(lambda p: (*p[0], p[1]))
 
 
+@memoized
 def powers_of_two(min_exp: int = -8, max_exp: int = 8) -> SearchStrategy[float]:
     """``2.0 ** k`` for k in ``min_exp..max_exp`` (shrinks to 1.0): scales that multiply exactly."""
     return st.integers(min_exp, max_exp).map(lambda k: math.ldexp(1.0, k))
@@ -193,6 +281,15 @@ def _round_scalar(value: float, dtype: torch.dtype) -> float:
     return float(torch.tensor(value, dtype=torch.float64).to(dtype))
 
 
+def _round_all(values: list[float], dtype: torch.dtype) -> list[float]:
+    """:func:`_round_scalar` of each value, in one conversion."""
+    if dtype == torch.float64:
+        return list(values)
+    rounded: list[float] = torch.tensor(values, dtype=torch.float64).to(dtype).to(torch.float64).tolist()
+    return rounded
+
+
+@memoized
 def finite_floats_for(
     dtype: torch.dtype,
     *,
@@ -322,14 +419,38 @@ def layouts(t: torch.Tensor) -> SearchStrategy[torch.Tensor]:
     "offset": contiguous but at storage offset 1 after a NaN.  Targets kernels that assume a
     dense row-major pointer (ignore strides or ``storage_offset``).  Shrinks to a contiguous copy.
     """
+    return _layout_kinds(t.dim(), t.numel() > 0).map(lambda kind: _relayout(t, kind))
+
+
+@functools.cache
+def _layout_kinds(dim: int, nonempty: bool) -> SearchStrategy[str]:
     kinds = ["contiguous"]
-    if t.dim() >= 2 and t.numel() > 0:
+    if dim >= 2 and nonempty:
         kinds.append("transposed")
-    if t.dim() >= 1 and t.numel() > 0:
+    if dim >= 1 and nonempty:
         kinds += ["strided", "offset"]
-    return st.sampled_from(kinds).map(lambda kind: _relayout(t, kind))
+    return st.sampled_from(kinds)
 
 
+@st.composite
+def _tensors(
+    draw: DrawFn,
+    builder: _Builder,
+    exact: bool,
+    dtype: torch.dtype | None,
+    shape: Shape | None,
+    conventions: Conventions,
+    shape_strategy: SearchStrategy[Shape],
+    non_contiguous: bool,
+) -> torch.Tensor:
+    dt = dtype if dtype is not None else draw(dtypes())
+    shp = shape if shape is not None else draw(shape_strategy)
+    values = builder(draw, shp, dt, conventions)
+    t = _assemble(values, shp, dt, exact=exact)
+    return _relayout(t, draw(_layout_kinds(t.dim(), t.numel() > 0))) if non_contiguous else t
+
+
+@memoized
 def _family(
     builder: _Builder,
     *,
@@ -344,16 +465,7 @@ def _family(
     if dtype is not None:
         _check_dtype(dtype)
     fixed = _check_shape(shape) if shape is not None else None
-
-    @st.composite
-    def tensors(draw: DrawFn) -> torch.Tensor:
-        dt = dtype if dtype is not None else draw(dtypes())
-        shp = fixed if fixed is not None else draw(shape_strategy)
-        values = builder(draw, shp, dt, conventions)
-        t = _assemble(values, shp, dt, exact=exact)
-        return draw(layouts(t)) if non_contiguous else t
-
-    return tensors()
+    return _tensors(builder, exact, dtype, fixed, conventions, shape_strategy, non_contiguous)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +473,7 @@ def _family(
 
 
 def _general_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
-    return draw(_fixed_list(_GENERAL, math.prod(shape)))
+    return _elements(draw, _GENERAL, math.prod(shape))
 
 
 def _all_equal_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
@@ -371,7 +483,7 @@ def _all_equal_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Convent
 
 def _zero_units_values(units: tuple[tuple[int, ...], ...], draw: DrawFn, n: int) -> list[float]:
     """General values with some units (rows, tokens or groups) exactly zero (+0.0 or -0.0)."""
-    values = draw(_fixed_list(_GENERAL, n))
+    values = _elements(draw, _GENERAL, n)
     if not units:
         return values
     whole = draw(st.booleans())
@@ -387,7 +499,7 @@ def _zero_units_values(units: tuple[tuple[int, ...], ...], draw: DrawFn, n: int)
 def _subnormal_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     strict, pool = _subnormal_pools(dtype)
     n = math.prod(shape)
-    values = draw(_fixed_list(pool, n))
+    values = _elements(draw, pool, n)
     if n:
         values[draw(st.integers(0, n - 1))] = draw(strict)
     return values
@@ -396,7 +508,7 @@ def _subnormal_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Convent
 def _extreme_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
     forced, pool = _extreme_pools(dtype)
     n = math.prod(shape)
-    values = [_round_scalar(v, dtype) for v in draw(_fixed_list(pool, n))]
+    values = _round_all(_elements(draw, pool, n), dtype)
     if n:
         values[draw(st.integers(0, n - 1))] = draw(forced)
     return values
@@ -412,8 +524,8 @@ def _outlier_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventio
     high = lim.top - 1 - ratio
     low = _log2_exact(lim.tiny) + 5
     exponent = draw(st.integers(max(low, min(high, 0) - 4), min(high, max(low, 0) + 4)))
-    small = draw(_fixed_list(_SMALL, n))
-    values = [_round_scalar(math.ldexp(v, exponent), dtype) for v in small]
+    small = _elements(draw, _SMALL, n)
+    values = _round_all([math.ldexp(v, exponent) for v in small], dtype)
     if n:
         outlier = _signed(st.sampled_from((1.0, 1.5)).map(lambda m: math.ldexp(m, exponent + ratio)))
         for _ in range(draw(st.integers(1, 2))):
@@ -426,12 +538,12 @@ def _near_eps_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventi
     (the declared eps, 1e-5 when none) and the rest spread below it: where clamp, add and a
     missing eps differ, and where an absolute threshold (|x| < 1e-6 -> 0) shows."""
     eps = c.eps if c.eps > 0 else 1e-5
-    values = draw(_fixed_list(_GENERAL, math.prod(shape)))
+    values = _elements(draw, _GENERAL, math.prod(shape))
     largest = max((abs(v) for v in values), default=0.0)
     if largest == 0.0:
         return values
     k = draw(st.integers(-3, 3)) + math.floor(math.log2(eps)) - math.floor(math.log2(largest))
-    return [_round_scalar(math.ldexp(v, k), dtype) for v in values]
+    return _round_all([math.ldexp(v, k) for v in values], dtype)
 
 
 def _mixed_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions) -> list[float]:
@@ -441,8 +553,8 @@ def _mixed_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: Conventions
     low, high = max(_log2_exact(lim.tiny) + 2, -24), min(lim.top - 3, 24)
     n = math.prod(shape)
     magnitude = st.builds(math.ldexp, st.sampled_from((1.0, 1.5, 1.25, 1.75)), st.integers(low, high))
-    signs = draw(_fixed_list(st.booleans(), n))
-    mags = draw(_fixed_list(magnitude, n))
+    signs = _elements(draw, st.booleans(), n)
+    mags = _elements(draw, magnitude, n)
     if n >= 2 and len(set(signs)) == 1:
         flip = draw(st.integers(0, n - 1))
         signs[flip] = not signs[flip]
@@ -553,6 +665,7 @@ def _absmax_tie_group(draw: DrawFn, n: int) -> list[Fraction]:
     return [*others[:where], Fraction(1), *others[where:]]
 
 
+@memoized
 def _weight_tie_values_for(power_of_two_scales: bool) -> _Builder:
     def build(draw: DrawFn, shape: Shape, dtype: torch.dtype, conventions: Conventions) -> list[float]:
         lo, hi = _weight_tie_exponents(dtype, conventions)
@@ -579,25 +692,32 @@ def _weight_tie_values_for(power_of_two_scales: bool) -> _Builder:
     return build
 
 
+@functools.cache
+def _activation_tie_pools(qp: int) -> tuple[SearchStrategy[float], SearchStrategy[float]]:
+    """(half-integers ``k + 1/2`` with |k + 1/2| < Qp, those or integers ``k`` with |k| <= Qp)."""
+    half_ints = st.integers(-qp, qp - 1).map(lambda k: k + 0.5)
+    return half_ints, st.one_of(half_ints, st.integers(-qp, qp).map(float))
+
+
 def _activation_tie_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, conventions: Conventions) -> list[float]:
     """Per group (token): one ``±Qp * 2**m`` (the absmax), the others ``(k + 1/2) * 2**m`` with
     |k + 1/2| < Qp or integers ``k * 2**m``, so ``x * Qp / absmax`` is exactly k + 1/2 or k."""
     qp = 2 ** (conventions.activation_bits - 1) - 1
     lo, hi = _activation_tie_exponents(dtype, conventions)
-    half_ints = st.integers(-qp, qp - 1).map(lambda k: Fraction(2 * k + 1, 2))
-    others_pool = st.one_of(half_ints, st.integers(-qp, qp).map(Fraction))
+    half_ints, others_pool = _activation_tie_pools(qp)
     values = [0.0] * math.prod(shape)
     for group in _groups(shape, conventions.activation_granularity):
-        unit = Fraction(2) ** draw(st.integers(lo, hi))
+        m = draw(st.integers(lo, hi))
         n = len(group)
         others = [draw(half_ints)] if n >= 2 else []
-        others += [draw(others_pool) for _ in range(n - 2)]
-        top = Fraction(-qp if draw(st.booleans()) else qp)
+        others += _elements(draw, others_pool, max(n - 2, 0))
+        top = float(-qp if draw(st.booleans()) else qp)
         where = draw(st.integers(0, n - 1))
         quotients = [*others[:where], top, *others[where:]]
         for index, q in zip(group, quotients, strict=True):
-            values[index] = float(q * unit)
-            if Fraction(values[index]) != q * unit:
+            # q has at most 9 significant bits and m keeps q * 2**m normal: scaling is exact
+            values[index] = math.ldexp(q, m)
+            if math.ldexp(values[index], -m) != q or (q and abs(values[index]) < _limits(dtype).tiny):
                 raise AssertionError("qcheck.strategies bug: an activation tie is not a float")
     return values
 
@@ -636,10 +756,12 @@ class ActivationFamily(Protocol):
     ) -> SearchStrategy[torch.Tensor]: ...
 
 
+@memoized
 def _weight_shapes(max_side: int) -> SearchStrategy[Shape]:
     return shapes(min_dims=1, max_dims=2, max_side=max_side)
 
 
+@memoized
 def general_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -661,6 +783,7 @@ def general_weights(
     )
 
 
+@memoized
 def weight_ties(
     *,
     dtype: torch.dtype | None = None,
@@ -695,6 +818,7 @@ def weight_ties(
     )
 
 
+@memoized
 def _equal_shapes(max_side: int) -> SearchStrategy[Shape]:
     counts = [(7,), (4, 4), (5, 9), (1, 7), (2, 8), (9, 5), (7, 1)]
     fitting = [s for s in counts if max(s) <= max_side]
@@ -702,6 +826,7 @@ def _equal_shapes(max_side: int) -> SearchStrategy[Shape]:
     return st.one_of(general, st.sampled_from(fitting)) if fitting else general
 
 
+@memoized
 def all_equal_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -730,6 +855,7 @@ def _zero_row_weight_values(draw: DrawFn, shape: Shape, dtype: torch.dtype, c: C
     return _zero_units_values(units if math.prod(shape) else (), draw, math.prod(shape))
 
 
+@memoized
 def zero_row_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -751,6 +877,7 @@ def zero_row_weights(
     )
 
 
+@memoized
 def subnormal_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -773,6 +900,7 @@ def subnormal_weights(
     )
 
 
+@memoized
 def extreme_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -794,6 +922,7 @@ def extreme_weights(
     )
 
 
+@memoized
 def outlier_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -815,6 +944,7 @@ def outlier_weights(
     )
 
 
+@memoized
 def mixed_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -836,6 +966,7 @@ def mixed_weights(
     )
 
 
+@memoized
 def near_eps_weights(
     *,
     dtype: torch.dtype | None = None,
@@ -878,6 +1009,7 @@ def _check_families(families: Sequence[str], known: Mapping[str, object]) -> tup
     return chosen
 
 
+@memoized
 def weights(
     *,
     dtype: torch.dtype | None = None,
@@ -947,6 +1079,7 @@ _ACTIVATION_BUILDERS: dict[str, _ActivationBuilder] = {
 }
 
 
+@memoized
 def _activation_family(
     name: str,
     *,
@@ -1073,6 +1206,7 @@ ACTIVATION_FAMILIES: Mapping[str, ActivationFamily] = {
 }
 
 
+@memoized
 def activations(
     *,
     dtype: torch.dtype | None = None,

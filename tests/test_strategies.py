@@ -450,3 +450,48 @@ def test_safe_power_range_for_activations_keeps_codes_invariant(data: st.DataObj
         act_quantize(S.with_scale(x, a)).codes,
         act_quantize(S.with_scale(x, b)).codes,
     )
+
+
+# ------------------------------------------------------------------------------- cost
+
+
+def test_strategies_are_built_once_per_arguments() -> None:
+    assert S.weights() is S.weights()
+    assert S.activations(shape=[2, 3], families=["ties"]) is S.activations(shape=(2, 3), families=("ties",))
+    assert S.weights(dtype=torch.float16) is not S.weights(dtype=torch.float32)
+    assert S.weight_ties(power_of_two_scales=True) is S.weight_ties(power_of_two_scales=True)
+    with pytest.raises(InvalidArgument):
+        S.weights(families=["nope"])  # validation still runs (a failure is not cached)
+
+
+@pytest.mark.parametrize("n", [S.ELEMENT_DRAWS + 1, 100, 729, 1800])
+def test_a_long_list_repeats_a_drawn_palette_with_every_entry_somewhere(n: int) -> None:
+    for seed in (0, 1, 2**32 - 1):
+        which = S._placement(seed, n, S.ELEMENT_DRAWS)
+        assert len(which) == n and set(which) == set(range(S.ELEMENT_DRAWS))
+        assert which == S._placement(seed, n, S.ELEMENT_DRAWS)  # a fixed function of the seed
+    assert S._placement(0, n, S.ELEMENT_DRAWS) != S._placement(1, n, S.ELEMENT_DRAWS)
+
+
+def test_long_lists_draw_from_the_pool_and_short_ones_element_by_element() -> None:
+    pool = st.sampled_from((0.5, -1.0, 3.0))
+
+    @st.composite
+    def elements(draw: st.DrawFn, n: int) -> list[float]:
+        return S._elements(draw, pool, n)
+
+    short = sample(elements(S.ELEMENT_DRAWS), 20)
+    long = sample(elements(500), 20)
+    assert all(len(v) == S.ELEMENT_DRAWS for v in short) and all(len(v) == 500 for v in long)
+    assert all(set(v) <= {0.5, -1.0, 3.0} for v in short + long)
+    assert any(len(set(v)) == 3 for v in long)
+
+
+def test_large_activations_still_hold_their_family_property() -> None:
+    # 3 x 300 elements: drawn through a palette, the forced values are still placed by Hypothesis
+    for x in sample(S.subnormal_activations(shape=(3, 300), dtype=torch.float32), 10):
+        tiny = torch.finfo(torch.float32).tiny
+        assert bool(((x != 0) & (x.abs() < tiny)).any())
+    for x in sample(S.activation_ties(shape=(2, 300), dtype=torch.float32, non_contiguous=False), 10):
+        q = x.to(torch.float64) * 127 / x.abs().amax(dim=-1, keepdim=True)
+        assert bool((q - q.floor() == 0.5).any(dim=-1).all())
