@@ -3,13 +3,16 @@ and mutation, aliasing, gradients and tensor layout cross the process boundary f
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
 
-from qcheck import quantizers
+from qcheck import isolation, quantizers
+from qcheck.arguments import Args
 from qcheck.backend import BackendLoadError
 from qcheck.checks.base import CheckFailure
 from qcheck.checks.catalogue import by_key
@@ -225,3 +228,42 @@ def test_end_to_end_crash_is_an_error_verdict_and_grading_goes_on() -> None:
     assert crashed.counterexample is not None
     assert passed.verdict == "PASS", passed.message
     assert time.perf_counter() - started < 120
+
+
+def _same_storage_and_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    bytes_a = torch.empty(0, dtype=torch.uint8).set_(a.untyped_storage())
+    bytes_b = torch.empty(0, dtype=torch.uint8).set_(b.untyped_storage())
+    return (
+        torch.equal(bytes_a, bytes_b)
+        and (a.dtype, a.shape, a.stride(), a.storage_offset()) == (b.dtype, b.shape, b.stride(), b.storage_offset())
+        and a.requires_grad == b.requires_grad
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.tensor([1.0, -0.0, float("nan"), 1e-45]),
+        lambda: torch.tensor([[1.5, -2.0], [0.25, 3.0]], dtype=torch.bfloat16).t(),
+        lambda: torch.full((3, 8), float("nan"), dtype=torch.float16)[:, ::2],  # NaN junk in the gaps
+        lambda: torch.arange(10.0)[1:].view(3, 3),  # storage offset 1
+        lambda: torch.empty(0, 3),
+        lambda: torch.tensor(2.5, dtype=torch.float64),
+        lambda: torch.tensor([-1, 0, 1], dtype=torch.int8),
+        lambda: torch.tensor([1.0, 2.0]).requires_grad_(True),
+    ],
+)
+def test_tensors_cross_the_pipe_with_their_storage_and_view(make: Any) -> None:
+    x = make()
+    sent = isolation.dumps(("call", 1, x))
+    _, _, received = pickle.loads(sent)
+    assert type(received) is torch.Tensor and _same_storage_and_view(x, received)
+    assert received.untyped_storage().data_ptr() != x.untyped_storage().data_ptr() or x.numel() == 0
+
+
+def test_other_objects_and_tensor_subclasses_pickle_as_usual() -> None:
+    parameter = torch.nn.Parameter(torch.ones(2))
+    args = Args((torch.ones(2, 3), torch.zeros(3, dtype=torch.int8), None))
+    received_parameter, received_args = pickle.loads(isolation.dumps((parameter, args)))
+    assert isinstance(received_parameter, torch.nn.Parameter) and torch.equal(received_parameter, parameter)
+    assert isinstance(received_args, Args) and torch.equal(received_args[0], args[0]) and received_args[2] is None
