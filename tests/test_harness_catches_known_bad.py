@@ -73,3 +73,18 @@ def test_scale_before_sign_gives_all_zeros_on_tiny_weights() -> None:
     assert result.verdict == "FAIL"
     assert "received 0" in result.message
     assert result.counterexample is not None and "e-" in result.counterexample
+
+
+def test_shrinking_stops_after_a_number_of_calls_and_is_repeatable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qcheck.checks import runner
+
+    monkeypatch.setattr(runner, "SHRINK_CALLS", 20)
+    check, variant = by_key("b158_quantize:GEN-3"), known_bad.by_name("truncation").fn
+    first, second = (run_check(check, variant, profile=PROFILE) for _ in range(2))
+    assert first.verdict == "FAIL" and "shrinking stopped after 20 calls" in first.message
+    assert (first.message, first.counterexample, first.examples) == (
+        second.message,
+        second.counterexample,
+        second.examples,
+    )
+    assert first.examples <= 40 + 20 + 1  # quick: at most 40 examples before the failure

@@ -54,7 +54,7 @@ CAUGHT_BY: dict[str, str] = {
 @pytest.fixture(scope="module", autouse=True)
 def short_shrinking() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "SHRINK_SECONDS", 1)
+        patch.setattr(runner, "SHRINK_CALLS", 100)
         yield
 
 

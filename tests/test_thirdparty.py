@@ -151,9 +151,9 @@ PROVIDED = {
 
 @pytest.fixture
 def quick_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrink a failure for 1 s, not 10: only how small the example gets depends on it, never a
-    verdict (qcheck.checks.runner.SHRINK_SECONDS), and this test asserts verdicts only."""
-    monkeypatch.setattr(runner, "SHRINK_SECONDS", 1)
+    """Shrink a failure for 100 calls, not 400: only how small the example gets depends on it, never
+    a verdict (qcheck.checks.runner.SHRINK_CALLS), and this test asserts verdicts only."""
+    monkeypatch.setattr(runner, "SHRINK_CALLS", 100)
 
 
 def _grade(name: str) -> BackendGrade:

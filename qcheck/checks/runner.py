@@ -4,13 +4,15 @@ verdict with the shrunk counterexample; it never lets the implementation's excep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from hypothesis import given, seed, settings
+from hypothesis import Phase, given, seed, settings
 from hypothesis.reporting import with_reporter
 
 from qcheck.checks.base import Check, CheckFailure, Evidence, Implementation, Verdict
@@ -19,15 +21,59 @@ from qcheck.input_domain import fit
 from qcheck.ops import OPS
 from qcheck.profiles import profile_settings
 
-SHRINK_SECONDS = 10
-"""Hypothesis shrinks a failure for up to 300 s by default; a grading run bounds it so a failing
-check costs seconds.  The verdict never depends on it; only how small the example gets might."""
+SHRINK_CALLS = 400
+"""Hypothesis shrinks a failure for up to 300 s by default; a grading run bounds shrinking by the
+number of times the property runs after the failure is found, so a failing check costs seconds and
+the shrunk example (hence the counterexample and the fingerprints) is the same on any machine under
+any load.  The verdict never depends on it; only how small the example gets might."""
+SHRINK_SECONDS = 60
+"""A safety bound in wall-clock seconds on shrinking, for a backend so slow that SHRINK_CALLS calls
+take longer; when it stops shrinking the report says so, and the example may differ between runs."""
 
 
-def _bound_shrinking() -> None:
+class _ShrinkClock:
+    """Stands in for the ``time`` module inside Hypothesis's engine, whose shrinking deadline is
+    its only use of ``perf_counter`` that matters (the others time phases for statistics): the
+    engine's seconds become calls of the property, so its deadline ``perf_counter() +
+    MAX_SHRINKING_SECONDS`` at the start of shrinking is a budget of SHRINK_CALLS calls.  Past
+    SHRINK_SECONDS of real time the clock jumps ahead, which ends shrinking at the next call."""
+
+    JUMP = 1e15
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.first_failure: float | None = None
+        self.timed_out = False
+
+    def tick(self) -> None:
+        self.calls += 1
+        if self.first_failure is not None and time.perf_counter() - self.first_failure > SHRINK_SECONDS:
+            self.timed_out = True
+
+    def failed(self) -> None:
+        if self.first_failure is None:
+            self.first_failure = time.perf_counter()
+
+    def perf_counter(self) -> float:
+        return self.calls + (self.JUMP if self.timed_out else 0.0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextlib.contextmanager
+def _bound_shrinking(clock: _ShrinkClock) -> Iterator[None]:
     from hypothesis.internal.conjecture import engine
 
-    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS  # no public setting exists for this bound
+    # no public setting exists for this bound
+    saved = getattr(engine, "time"), engine.MAX_SHRINKING_SECONDS  # noqa: B009
+    setattr(engine, "time", clock)  # noqa: B010
+    engine.MAX_SHRINKING_SECONDS = SHRINK_CALLS
+    try:
+        yield
+    finally:
+        setattr(engine, "time", saved[0])  # noqa: B010
+        engine.MAX_SHRINKING_SECONDS = saved[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +132,6 @@ def run_check(
 ) -> CheckResult:
     """Run ``check`` on ``impl`` under ``conventions``; same check, seed and profile, same verdict."""
     op = OPS[check.op]
-    _bound_shrinking()
     started = time.perf_counter()
     if not check.applies(conventions):
         return CheckResult(
@@ -103,8 +148,14 @@ def run_check(
         )
     base = profile_settings(profile)
     chosen = settings(
-        base, max_examples=max_examples or base.max_examples, report_multiple_bugs=False, derandomize=False
+        base,
+        max_examples=max_examples or base.max_examples,
+        report_multiple_bugs=False,
+        derandomize=False,
+        # the explain phase only annotates Hypothesis's own report, which a grade discards
+        phases=tuple(p for p in base.phases if p is not Phase.explain),
     )
+    clock = _ShrinkClock()
     last_failure: list[tuple[Any, CheckFailure]] = []
     near = [0]
     examples = [0]
@@ -113,11 +164,16 @@ def run_check(
     @chosen
     @given(check.inputs(conventions).map(lambda value: fit(value, check.op, conventions)))
     def property_(value: Any) -> None:
+        clock.tick()
         examples[0] += 1
         try:
             evidence: Evidence = check.verify(impl, value, conventions, op)
         except CheckFailure as failure:
             last_failure.append((value, failure))
+            clock.failed()
+            raise
+        except BaseException:
+            clock.failed()
             raise
         near[0] += evidence.near_boundary
 
@@ -127,7 +183,8 @@ def run_check(
     witness: Any = None
     reports: list[str] = []
     try:
-        with with_reporter(lambda text: reports.append(str(text))):  # no Hypothesis chatter on stdout
+        # no Hypothesis chatter on stdout
+        with with_reporter(lambda text: reports.append(str(text))), _bound_shrinking(clock):
             property_()
     except CheckFailure:
         value, failure = last_failure[-1]  # Hypothesis replays the shrunk example last
@@ -138,8 +195,10 @@ def run_check(
         if last_failure:
             counterexample = describe_input(last_failure[-1][0])
             witness = last_failure[-1][0]
-    if verdict in ("FAIL", "ERROR") and any("slow progress" in text for text in reports):
+    if verdict in ("FAIL", "ERROR") and clock.timed_out:
         message += f" (shrinking stopped after {SHRINK_SECONDS} s: the example may not be minimal)"
+    elif verdict in ("FAIL", "ERROR") and any("slow progress" in text for text in reports):
+        message += f" (shrinking stopped after {SHRINK_CALLS} calls: the example may not be minimal)"
     if verdict == "PASS" and near[0]:
         message = f"passed; {near[0]} element(s) differed only inside the near-boundary window (counted)"
     return CheckResult(
