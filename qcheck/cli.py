@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
 from qcheck import __version__
+
+if TYPE_CHECKING:
+    from qcheck.checks import CheckResult
+    from qcheck.grade import BackendGrade, Outcome
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--xfail-file", type=Path, default=None, metavar="FILE")
     grade.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="time limit per call")
     grade.add_argument("--no-isolation", action="store_true", help="run the backend in this process")
+    grade.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with several --backend: how many are graded at once, each in its own process (default: the CPU "
+        "count); the reports do not depend on it",
+    )
 
     commands.add_parser("list", help="backends, their ops, and the checks")
     explain = commands.add_parser("explain", help="what a check proves and its SPEC requirement")
@@ -54,10 +68,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _grade(args: argparse.Namespace) -> int:
-    from qcheck.checks import CheckResult
+def _show(outcome: Outcome) -> None:
+    r = outcome.result
+    extra = f"  behaves like: {', '.join(outcome.fingerprints)}" if outcome.fingerprints else ""
+    print(
+        f"  {r.op:<20} {r.requirement:<8} {r.name:<28} ... {outcome.verdict:<6} {r.seconds:5.1f}s{extra}",
+        flush=True,
+    )
+
+
+def _save(report_dir: Path, spec: str, name: str, result: CheckResult, conventions: str) -> tuple[str, str]:
     from qcheck.counterexample import save_counterexample
-    from qcheck.grade import BackendGrade, Outcome, XfailList, grade_backend
+
+    return save_counterexample(report_dir, spec, name, result, conventions_text=conventions)
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from qcheck.grade import GradeTask, XfailList, default_jobs, grade_backend, grade_in_workers
     from qcheck.report import GradeRun, write_reports
 
     xfails = XfailList()
@@ -66,35 +93,39 @@ def _grade(args: argparse.Namespace) -> int:
             print(f"qcheck: --xfail-file {args.xfail_file}: no such file", file=sys.stderr)
             return EXIT_USAGE
         xfails = XfailList.read(args.xfail_file)
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        print("qcheck: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    tasks = [
+        GradeTask(
+            spec,
+            {
+                "profile": args.profile,
+                "seed": args.seed,
+                "only": args.only,
+                "xfails": xfails,
+                "isolate": not args.no_isolation,
+                "timeout": args.timeout,
+                "save": functools.partial(_save, args.report_dir, spec),
+                "progress": _show,
+            },
+        )
+        for spec in args.backend
+    ]
+    if len(tasks) == 1:  # this process is as fresh as a worker would be
+        print(tasks[0].spec, flush=True)
+        results: Iterable[tuple[BackendGrade, str]] = [(grade_backend(tasks[0].spec, **tasks[0].options), "")]
+    else:  # several: each in a fresh process, --jobs at a time, reported in the order given
+        results = grade_in_workers(tasks, jobs)
     grades: list[BackendGrade] = []
     load_failed = False
-    for spec in args.backend:
-        print(f"{spec}", flush=True)
-
-        def show(outcome: Outcome) -> None:
-            r = outcome.result
-            extra = f"  behaves like: {', '.join(outcome.fingerprints)}" if outcome.fingerprints else ""
-            print(
-                f"  {r.op:<20} {r.requirement:<8} {r.name:<28} ... {outcome.verdict:<6} {r.seconds:5.1f}s{extra}",
-                flush=True,
-            )
-
-        def save(name: str, result: CheckResult, conventions: str, spec: str = spec) -> tuple[str, str]:
-            return save_counterexample(args.report_dir, spec, name, result, conventions_text=conventions)
-
-        graded = grade_backend(
-            spec,
-            profile=args.profile,
-            seed=args.seed,
-            only=args.only,
-            xfails=xfails,
-            isolate=not args.no_isolation,
-            timeout=args.timeout,
-            save=save,
-            progress=show,
-        )
+    for graded, printed in results:
+        if len(tasks) > 1:
+            print(graded.spec, flush=True)
+            print(printed, end="", flush=True)
         if graded.load_error:
             print(f"qcheck: {graded.load_error}", file=sys.stderr)
             load_failed = True

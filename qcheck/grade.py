@@ -6,12 +6,20 @@ The data classes here are what reports are written from (:mod:`qcheck.report`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fnmatch
+import io
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +375,101 @@ def grade_backend(
             )
     except BackendLoadError as exc:
         return BackendGrade(spec, spec, "", (), CONTRACT_OPS, (), str(exc), time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- several backends, across cores
+
+
+@dataclasses.dataclass(frozen=True)
+class GradeTask:
+    """One :func:`grade_backend` call to make in a worker process: ``options`` are its keyword
+    arguments, picklable (``progress`` and ``save`` module-level functions or partials of them)."""
+
+    spec: str
+    options: dict[str, Any]
+    directory: str = dataclasses.field(default_factory=os.getcwd)
+    """The working directory to grade in (a forkserver's child starts in the server's)."""
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """forkserver where there is one: a child is a fork of a server process that imported qcheck
+    and torch and ran nothing else (a fork of a process that ran torch code can hang in OpenMP);
+    elsewhere spawn.  Either way every backend starts from the same fresh state."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["qcheck.grade", "qcheck.builtin_backends"])
+        return context
+    return multiprocessing.get_context("spawn")  # pragma: no cover - no forkserver on Windows
+
+
+def _grade_task(conn: Connection, task: GradeTask) -> None:
+    """Worker process: grade ``task``, sending back the grade and whatever it printed."""
+    from qcheck.isolation import dumps
+
+    output = io.StringIO()
+    try:
+        os.chdir(task.directory)
+        with contextlib.redirect_stdout(output):
+            grade = grade_backend(task.spec, **task.options)
+        message: tuple[Any, ...] = ("ok", grade, output.getvalue())
+    except BaseException as exc:  # a harness bug: reported for this backend, the others go on
+        message = ("error", f"grading raised {type(exc).__name__}: {exc}", output.getvalue())
+    conn.send_bytes(dumps(message))
+    conn.close()
+
+
+def _failed_grade(spec: str, reason: str) -> BackendGrade:
+    return BackendGrade(spec, spec, "", (), CONTRACT_OPS, (), reason, 0.0)
+
+
+def grade_in_workers(tasks: Sequence[GradeTask], jobs: int) -> Iterator[tuple[BackendGrade, str]]:
+    """Grade each task in a fresh worker process, up to ``jobs`` at a time, and yield each grade
+    with what its grading printed, in the order of ``tasks`` (as soon as that order allows).
+
+    A fresh process per backend makes every grade independent of what was graded before it
+    (known-bad variants that cache results, torch.compile state): so ``jobs`` changes only the
+    wall time, never a report.  A worker that dies gives a grade with a load error."""
+    context = _context()
+    pending = collections.deque(enumerate(tasks))
+    running: dict[Connection, tuple[int, BaseProcess]] = {}
+    done: dict[int, tuple[BackendGrade, str]] = {}
+    following = 0
+    try:
+        while pending or running:
+            while pending and len(running) < max(jobs, 1):
+                index, task = pending.popleft()
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(  # type: ignore[attr-defined]
+                    target=_grade_task, args=(sender, task), name=f"qcheck-grade-{task.spec}"
+                )
+                process.start()
+                sender.close()
+                running[receiver] = (index, process)
+            for ready in multiprocessing.connection.wait(list(running)):
+                assert isinstance(ready, Connection)
+                index, process = running.pop(ready)
+                spec = tasks[index].spec
+                try:
+                    kind, value, printed = pickle.loads(ready.recv_bytes())
+                except (EOFError, OSError):
+                    process.join()
+                    kind, value, printed = "error", f"the grading process died (exit code {process.exitcode})", ""
+                ready.close()
+                process.join()
+                done[index] = (value, printed) if kind == "ok" else (_failed_grade(spec, value), printed)
+            while following in done:
+                yield done.pop(following)
+                following += 1
+    finally:
+        for receiver, (_, process) in running.items():
+            process.kill()
+            process.join()
+            receiver.close()

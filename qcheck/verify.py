@@ -3,7 +3,8 @@ kernel author uses: the references (``reference``, ``reference-numpy``, the refe
 every layout ``reference-<layout>``) and ``torch-compile`` must pass every check; every known-bad
 variant must fail, with its own name among the fingerprints; and every check must fail at least
 one known-bad variant.  Writes ``verify.md``, ``verify.json`` and the grader's own reports under
-the report folder; exit 0 only if all hold.
+the report folder; exit 0 only if all hold.  Each backend is graded in a fresh process, ``--jobs``
+at a time (default: one per CPU); the reports do not depend on ``--jobs``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tabulate import tabulate
 
 from qcheck import __version__, builtin_backends
 from qcheck.checks import CHECKS
-from qcheck.grade import BackendGrade, Outcome, grade_backend
+from qcheck.grade import BackendGrade, GradeTask, Outcome, default_jobs, grade_in_workers
 
 MUST_PASS = ("reference", "reference-numpy", "torch-compile", *builtin_backends.LAYOUT_REFERENCES)
 
@@ -166,29 +167,37 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def show_progress(outcome: Outcome) -> None:
+    r = outcome.result
+    print(f"  {r.op:<20} {r.requirement:<8} {r.name:<28} ... {outcome.verdict:<6} {r.seconds:5.1f}s", flush=True)
+
+
 def grade_builtins(
-    specs: Sequence[str], *, profile: str, seed: int, secondary_profile: str | None = None, log: bool = True
+    specs: Sequence[str],
+    *,
+    profile: str,
+    seed: int,
+    secondary_profile: str | None = None,
+    log: bool = True,
+    jobs: int = 1,
 ) -> list[Verdict]:
-    """Grade built-in backends in this process (they are qcheck's own code; isolation is
-    exercised by its own tests).  Known-bad variants and ``torch-compile`` use
-    ``secondary_profile`` (default: the same profile): each variant must be caught there, and
-    inductor's compile time stays bounded."""
-    verdicts = []
+    """Grade built-in backends, each in a fresh worker process, ``jobs`` at a time; the verdicts
+    do not depend on ``jobs`` (see :func:`qcheck.grade.grade_in_workers`).  The backends run in
+    that worker's own process (they are qcheck's own code; isolation is exercised by its own
+    tests).  Known-bad variants and ``torch-compile`` use ``secondary_profile`` (default: the same
+    profile): each variant must be caught there, and inductor's compile time stays bounded."""
+    tasks = []
     for spec in specs:
         secondary = spec.startswith("known-bad:") or spec == "torch-compile"
         chosen = secondary_profile if secondary_profile and secondary else profile
+        options = {"profile": chosen, "seed": seed, "isolate": False, "progress": show_progress if log else None}
+        tasks.append(GradeTask(spec, options))
+    verdicts = []
+    for grade, printed in grade_in_workers(tasks, jobs):
         if log:
-            print(spec, flush=True)
-
-        def show(outcome: Outcome) -> None:
-            r = outcome.result
-            print(
-                f"  {r.op:<20} {r.requirement:<8} {r.name:<28} ... {outcome.verdict:<6} {r.seconds:5.1f}s", flush=True
-            )
-
-        verdicts.append(
-            Verdict(grade_backend(spec, profile=chosen, seed=seed, isolate=False, progress=show if log else None))
-        )
+            print(grade.spec, flush=True)
+            print(printed, end="", flush=True)
+        verdicts.append(Verdict(grade))
     return verdicts
 
 
@@ -204,10 +213,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["quick", "ci", "thorough"],
         help="profile for the known-bad variants (each must be caught within it)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        metavar="N",
+        help="backends graded at once, each in its own process (default: the CPU count); the report does not "
+        "depend on it",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     started = time.perf_counter()
     specs = [s for s in builtin_backends.names() if args.only is None or args.only in s]
-    verdicts = grade_builtins(specs, profile=args.profile, seed=args.seed, secondary_profile=args.secondary_profile)
+    verdicts = grade_builtins(
+        specs, profile=args.profile, seed=args.seed, secondary_profile=args.secondary_profile, jobs=args.jobs
+    )
     unproven = unproven_checks(verdicts) if args.only is None else []
     seconds = time.perf_counter() - started
     markdown = render_markdown(verdicts, unproven, args.profile, args.seed, seconds)

@@ -3,6 +3,7 @@ xfail files, list and explain."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,35 @@ def test_a_backend_that_segfaults_and_hangs_is_graded_to_completion(
     assert "SIGSEGV" in report and "timed out" in report
     saved = sorted(p.name for p in (tmp_path / "counterexamples").rglob("*.json"))
     assert saved == ["act_quantize__ACT-2.json", "b158_quantize__B158-2.json"]
+
+
+def _without_timings(value: object, tmp: str) -> object:
+    if isinstance(value, dict):
+        return {k: _without_timings(v, tmp) for k, v in value.items() if k not in ("seconds", "started_at")}
+    if isinstance(value, list):
+        return [_without_timings(v, tmp) for v in value]
+    return value.replace(tmp, "<dir>") if isinstance(value, str) else value
+
+
+def test_several_backends_give_the_same_report_with_one_job_or_two(tmp_path: Path) -> None:
+    backends = ["known-bad:stale-cache-b158", "reference", "known-bad:round-half-up"]
+    reports = []
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        argv = ["grade", "--only", "B158", "--jobs", jobs, "--report-dir", str(out), *QUICK]
+        assert main([*argv[:1], *(a for b in backends for a in ("--backend", b)), *argv[1:]]) == 1
+        reports.append(_without_timings(json.loads((out / "grade.json").read_text()), str(out)))
+    assert reports[0] == reports[1]
+    assert [b["spec"] for b in reports[0]["backends"]] == backends  # type: ignore[index]
+
+
+def test_verify_report_does_not_depend_on_jobs(tmp_path: Path) -> None:
+    from qcheck.verify import main as verify
+
+    reports = []
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        status = verify(["--profile", "quick", "--only", "stale-cache-b", "--jobs", jobs, "--report-dir", str(out)])
+        assert status == 0
+        reports.append(_without_timings(json.loads((out / "verify.json").read_text()), str(out)))
+    assert reports[0] == reports[1]
