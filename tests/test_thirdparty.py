@@ -117,18 +117,22 @@ EXPECTED: dict[str, dict[str, str | tuple[str, ...]]] = {
         "unpack_ternary:GEN-3": P,
         # Declared out_features_multiple=4 (SPEC IN-6). BitLinear.forward quantizes x with
         # activation_quant, so its multiplier findings reach the output: bfloat16 codes off by one
-        # (BL-3, BL-5); float16 tokens with absmax < 127/65504 lose their matmul term (y / inf = 0), only
+        # (BL-5); float16 tokens with absmax < 127/65504 lose their matmul term (y / inf = 0), only
         # the bias remains (BL-4)
         # bfloat16 outputs off (the multiplier is rounded to bfloat16) -- whether the quick profile's
         # 40 examples meet one depends on the torch.compile state of transformers' functions: both
-        # verdicts were seen for the same seed, in fresh worker processes (README says so)
+        # verdicts were seen for the same seed, in fresh worker processes (README says so).  BL-3 and
+        # GEN-2 (whose first arguments must match the reference) meet this bfloat16 finding or not
+        # by the examples drawn: with the strategies of issue 6 (long lists repeat a drawn palette)
+        # BL-3's 40 examples pass and GEN-2 fails (a bfloat16 x, K = 2: 38.75 where the exact result
+        # rounds to 38.25), the other way round before; a bfloat16 finding, so pinned as either
         "bitlinear:BL-1": UNSTABLE,
         "bitlinear:BL-2": P,
-        "bitlinear:BL-3": F,
+        "bitlinear:BL-3": UNSTABLE,
         "bitlinear:BL-4": F,
         "bitlinear:BL-5": F,
         "bitlinear:GEN-1": P,
-        "bitlinear:GEN-2": P,
+        "bitlinear:GEN-2": UNSTABLE,
         "bitlinear:GEN-3": P,
     },
     "gguf-tq2_0": {**_GGUF_QUANTIZERS, **_GGUF_PACKING},
