@@ -3,12 +3,18 @@
 Ground truth: transformers (``integrations/bitnet.py``) and gguf-py (``gguf/quants.py``) are imported at
 module top on purpose: a missing package is an error here, never a skip (CI installs the ``dev`` extra).
 I2_S has no installable source; it is checked against bytes written out from the documented formula.
+The packers work on whole words and cache-sized pieces for speed; every layout is also checked against
+its definition written out element by element (``pack_by_definition`` / ``unpack_by_definition``), with
+pieces made tiny so that their edges are crossed.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -32,6 +38,7 @@ from qcheck.packing import (
     quantize_tq1_0,
     quantize_tq2_0,
 )
+from qcheck.packing import base as packing_base
 
 # transformers wraps unpack_weights in torch.compile, which recompiles for every new shape (seconds each);
 # the Hypothesis tests call the same Python source uncompiled, and one fixed test calls the compiled one.
@@ -268,6 +275,173 @@ def test_i2_s_one_block_against_the_documented_formula() -> None:
 def test_i2_s_matches_the_formula_on_many_blocks(shape: tuple[int, ...], seed: int, mode: str) -> None:
     codes = make_codes(shape, seed, mode)
     assert bytes(LAYOUTS["i2_s"].pack(codes).tolist()) == i2_s_bytes_by_formula(codes.reshape(-1).tolist())
+
+
+# -- every layout against its definition, element by element ------------------------------------------------
+
+
+def tq1_0_byte(trits: list[int]) -> int:
+    """ggml TQ1_0: base-3 digits, the first most significant, stored as ceil(v * 256 / 243)."""
+    v = 0
+    for t in trits:
+        v = 3 * v + t
+    return (v * 256 + 242) // 243
+
+
+def tq1_0_trit(byte: int, n: int) -> int:
+    """ggml dequantize_row_tq1_0: trit n of a byte is ((uint8)(byte * 3**n) * 3) >> 8."""
+    return ((byte * 3**n) & 0xFF) * 3 >> 8
+
+
+TQ1_0_QS_BYTES = {tq1_0_byte([v // 3 ** (4 - n) % 3 for n in range(5)]) for v in range(243)}
+TQ1_0_QH_BYTES = {tq1_0_byte([*(v // 3 ** (3 - n) % 3 for n in range(4)), 0]) for v in range(81)}
+
+
+def pack_by_definition(name: str, codes: torch.Tensor) -> list[int]:
+    """The bytes of ``LAYOUTS[name].pack(codes)``, written out from each layout's definition (module docstrings)."""
+    shape, c = tuple(codes.shape), codes.reshape(-1).tolist()
+    if name == "qcheck":  # element 4j + i of a row in bits 2i of byte j, field code + 1, padding 01
+        n = shape[-1]
+        rows = [c[r * n : (r + 1) * n] + [0] * (-n % 4) for r in range(len(c) // n)]
+        return [sum((row[4 * j + i] + 1) << (2 * i) for i in range(4)) for row in rows for j in range(len(row) // 4)]
+    if name == "hf-bitnet":  # row i * row_dim + r in bits 2i of packed row r; missing rows leave 00
+        rows, per_row = shape[0], len(c) // shape[0]
+        row_dim = -(-rows // 4)
+        return [
+            sum((c[(i * row_dim + r) * per_row + k] + 1) << (2 * i) for i in range(4) if i * row_dim + r < rows)
+            for r in range(row_dim)
+            for k in range(per_row)
+        ]
+    if name == "i2_s":
+        return list(i2_s_bytes_by_formula(c))
+    out: list[int] = []
+    for b in range(len(c) // 256):  # ggml blocks: the codes' bytes, then d = 1.0 or 0.0 as fp16
+        q = [code + 1 for code in c[256 * b : 256 * (b + 1)]]
+        if name == "tq2_0":  # element g*128 + 32l + m in bits 2l of qs[g*32 + m]
+            out += [
+                sum(q[g * 128 + 32 * lane + m] << (2 * lane) for lane in range(4)) for g in range(2) for m in range(32)
+            ]
+        else:  # qs[m] = elements m + 32n; qs[32 + m] = 160 + m + 16n; qh[j] = 240 + j + 4n, then a trit 0
+            out += [tq1_0_byte([q[m + 32 * n] for n in range(5)]) for m in range(32)]
+            out += [tq1_0_byte([q[160 + m + 16 * n] for n in range(5)]) for m in range(16)]
+            out += [tq1_0_byte([*(q[240 + j + 4 * n] for n in range(4)), 0]) for j in range(4)]
+        out += [0x00, 0x3C] if any(t != 1 for t in q) else [0x00, 0x00]
+    return out
+
+
+def unpack_by_definition(name: str, data: list[int], shape: tuple[int, ...]) -> list[int] | None:
+    """The codes ``LAYOUTS[name].unpack`` returns for bytes ``data``, or None where it must refuse them."""
+    numel = math.prod(shape)
+    codes = [0] * numel
+    if name == "qcheck":
+        n = shape[-1]
+        n_bytes = -(-n // 4)
+        for r in range(numel // n):
+            fields = [(data[r * n_bytes + j] >> (2 * i)) & 3 for j in range(n_bytes) for i in range(4)]
+            if 3 in fields or any(f != 1 for f in fields[n:]):
+                return None
+            codes[r * n : (r + 1) * n] = [f - 1 for f in fields[:n]]
+        return codes
+    if name == "hf-bitnet":
+        rows, per_row = shape[0], numel // shape[0]
+        row_dim = -(-rows // 4)
+        for slot in range(4 * row_dim):
+            for k in range(per_row):
+                field = (data[(slot % row_dim) * per_row + k] >> (2 * (slot // row_dim))) & 3
+                if field == 3 or (slot >= rows and field != 0):
+                    return None
+                if slot < rows:
+                    codes[slot * per_row + k] = field - 1
+        return codes
+    if name == "i2_s":
+        for e in range(numel):
+            field = (data[e // 128 * 32 + e % 32] >> (6 - 2 * (e % 128 // 32))) & 3
+            if field == 3:
+                return None
+            codes[e] = field - 1
+        return codes
+    for b in range(numel // 256):
+        block = data[b * (66 if name == "tq2_0" else 54) :]
+        if name == "tq2_0":
+            for e in range(256):
+                field = (block[e // 128 * 32 + e % 32] >> (2 * (e % 128 // 32))) & 3
+                if field == 3:
+                    return None
+                codes[256 * b + e] = field - 1
+            continue
+        qs, qh = block[:48], block[48:52]
+        if any(x not in TQ1_0_QS_BYTES for x in qs) or any(x not in TQ1_0_QH_BYTES for x in qh):
+            return None
+        for n in range(5):
+            for m in range(32):
+                codes[256 * b + m + 32 * n] = tq1_0_trit(qs[m], n) - 1
+            for m in range(16):
+                codes[256 * b + 160 + m + 16 * n] = tq1_0_trit(qs[32 + m], n) - 1
+        for n in range(4):
+            for j in range(4):
+                codes[256 * b + 240 + j + 4 * n] = tq1_0_trit(qh[j], n) - 1
+    return codes
+
+
+#: Cut big tensors into pieces of this many bytes (so tiny ones cross piece edges) and allocate every
+#: result the way large ones are.
+PIECES = st.sampled_from([1, 37, 256, 1000, 4096, packing_base.CHUNK_BYTES])
+
+
+def small_pieces(chunk_bytes: int) -> AbstractContextManager[object]:
+    return mock.patch.multiple(packing_base, CHUNK_BYTES=chunk_bytes, _LARGE_BYTES=0)
+
+
+@SOME
+@given(layout_and_codes(), PIECES)
+def test_pack_and_unpack_are_their_definitions(case: tuple[Layout, torch.Tensor], chunk_bytes: int) -> None:
+    lay, codes = case
+    with small_pieces(chunk_bytes):
+        packed = lay.pack(codes)
+        assert packed.reshape(-1).tolist() == pack_by_definition(lay.name, codes)
+        assert torch.equal(lay.unpack(packed, codes.shape), codes)
+
+
+@SOME
+@given(
+    layout_and_codes(), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=3), PIECES
+)
+def test_unpack_of_any_bytes_is_its_definition(
+    case: tuple[Layout, torch.Tensor], changes: list[tuple[float, int]], chunk_bytes: int
+) -> None:
+    """Bytes a packer wrote, with a few overwritten by anything: the same codes, or refused, as defined."""
+    lay, codes = case
+    shape = tuple(codes.shape)
+    data = pack_by_definition(lay.name, codes)
+    for where, value in changes:
+        if data:
+            data[int(where * len(data))] = value
+    expected = unpack_by_definition(lay.name, data, shape)
+    with small_pieces(chunk_bytes):
+        if expected is None:
+            with pytest.raises(ValueError, match=lay.name):
+                lay.unpack(torch.tensor(data, dtype=torch.uint8), shape)
+        else:
+            assert lay.unpack(torch.tensor(data, dtype=torch.uint8), shape).reshape(-1).tolist() == expected
+
+
+@SOME
+@given(layout_and_codes(), st.data(), PIECES)
+def test_pack_refuses_a_code_outside_minus_one_to_one_anywhere(
+    case: tuple[Layout, torch.Tensor], data: st.DataObject, chunk_bytes: int
+) -> None:
+    """The packers check the codes piece by piece as they pack them; the error still counts all bad codes."""
+    lay, codes = case
+    assume(codes.numel() > 0)
+    flat = codes.clone().reshape(-1)
+    spots = data.draw(st.lists(st.integers(0, flat.numel() - 1), min_size=1, max_size=3, unique=True))
+    for spot in spots:
+        flat[spot] = data.draw(st.sampled_from([2, -2, 3, 127, -128]))
+    first = tuple(int(i) for i in np.unravel_index(min(spots), codes.shape))
+    expected = f"{len(spots)} of {flat.numel()} are not, first {int(flat[min(spots)])} at index {first}"
+    with small_pieces(chunk_bytes), pytest.raises(ValueError) as info:
+        lay.pack(flat.reshape(codes.shape))
+    assert expected in str(info.value) and lay.name in str(info.value)
 
 
 # -- hf-bitnet vs transformers -------------------------------------------------------------------------------

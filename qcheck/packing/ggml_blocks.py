@@ -18,6 +18,7 @@ from qcheck.packing.errors import PackingInputError
 QK_K = 256  # ggml-common.h: elements per super-block
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INT_OF_BYTES = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}
 
 
 def block_shape_rule(shape: tuple[int, ...], block: int, fmt: str) -> str | None:
@@ -76,9 +77,29 @@ def round_half_away(p: torch.Tensor) -> torch.Tensor:
     return torch.sign(p) * (f + torch.floor(2 * (a - f)))
 
 
-def ternary_block_scale(code_blocks: torch.Tensor) -> torch.Tensor:
-    """The ``d`` ggml computes for blocks that are already ternary codes: 1.0, or 0.0 for an all-zero block."""
-    return (code_blocks != 0).any(dim=-1, keepdim=True).to(torch.float32)
+def ternary_block_scale(parts: Sequence[tuple[torch.Tensor, int]]) -> torch.Tensor:
+    """The ``d`` ggml computes for blocks that are already ternary codes, found from their packed bytes.
+
+    ``d = amax |code|`` is 1.0 for a block with a nonzero code and 0.0 for an all-zero block, which
+    packs to one fixed byte value in each part.  ``parts`` is ``(bytes, zero_byte)`` pairs, ``bytes``
+    contiguous uint8 ``(n_blocks, k)``; returns float32 ``(n_blocks, 1)``.  Bytes are compared as 8-,
+    4- or 2-byte words, and the per-word flags (bools are bytes) are folded the same way, instead of
+    reducing each short row.
+    """
+    nonzero = torch.zeros((parts[0][0].shape[0], 1), dtype=torch.bool, device=parts[0][0].device)
+    for rows, zero_byte in parts:
+        width = _word_bytes(rows.shape[1])
+        flags = rows.view(_INT_OF_BYTES[width]) != int.from_bytes(bytes([zero_byte]) * width, "little", signed=True)
+        while flags.shape[1] > 1:  # a word of 8 (4, 2) flags is nonzero if one of them is
+            width = _word_bytes(flags.shape[1])
+            flags = flags.view(_INT_OF_BYTES[width]) != 0 if width > 1 else flags.any(dim=1, keepdim=True)
+        nonzero |= flags
+    return nonzero.to(torch.float32)
+
+
+def _word_bytes(n: int) -> int:
+    """The widest word (8, 4, 2 or 1 bytes) that rows of ``n`` bytes are made of."""
+    return next(w for w in (8, 4, 2, 1) if n % w == 0)
 
 
 def fp16_bytes(d: torch.Tensor) -> torch.Tensor:

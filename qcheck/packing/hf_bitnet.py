@@ -13,6 +13,11 @@ Source: huggingface/transformers ``src/transformers/integrations/bitnet.py``, fu
   returns exactly the requested shape, requires those slots to be ``00`` (what HF writes) and
   rejects ``11`` (HF would decode it as +2).
 * Rows = 0 is unsupported: ``pack_weights`` divides by ``row_dim = 0``.
+
+How the code computes it: each row block is a contiguous slice, so pack adds the blocks into the
+packed rows with ``alpha = 4**i`` in uint8 arithmetic (``sum 4**i * (code + 1)`` is at most 170, so
+wrapping mod 256 is exact), and unpack writes field ``i`` of every byte, minus 1, into block ``i``.
+A field ``11`` decodes to +2 and is found by one ``max``.
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ import dataclasses
 
 import torch
 
-from qcheck.packing.base import Layout
+from qcheck.packing.base import Layout, any_above, new_empty
 
 PER_BYTE = 4  # transformers' VALUES_PER_ITEM
 PAD_FIELD = 0b00  # never written by pack_weights
+
+
+def _block_rows(rows: int, row_dim: int) -> list[int]:
+    """How many rows each of the 4 blocks has (block i: rows ``i*row_dim`` .. ``(i+1)*row_dim - 1`` < rows)."""
+    return [min(max(rows - i * row_dim, 0), row_dim) for i in range(PER_BYTE)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,23 +50,39 @@ class HfBitnetLayout(Layout):
         return (-(-shape[0] // PER_BYTE), *shape[1:])
 
     def _pack(self, codes: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        self._require_ternary(codes)
         rows, *rest = shape
         row_dim = -(-rows // PER_BYTE)
-        fields = torch.full((PER_BYTE * row_dim, *rest), PAD_FIELD, dtype=torch.uint8, device=codes.device)
-        fields[:rows] = (codes + 1).to(torch.uint8)
-        blocks = fields.reshape(PER_BYTE, row_dim, *rest)
-        out = blocks[0].clone()
-        for i in range(1, PER_BYTE):
-            out |= blocks[i] << (2 * i)
-        return out
+        u = codes.view(torch.uint8).reshape(rows, torch.Size(rest).numel())
+        out = new_empty((row_dim, u.shape[1]), torch.uint8, codes.device)
+        present = _block_rows(rows, row_dim)
+        # block 0 plus the "+ 1" of each block present in the row: packed rows below present[i] have
+        # blocks 0..i, so they start at 1 + 4 + ... + 4**i
+        for i, (end, start) in enumerate(zip(present, [*present[1:], 0], strict=True)):
+            torch.add(u[start:end], sum(4**j for j in range(i + 1)), out=out[start:end])
+        for i, n in enumerate(present[1:], start=1):
+            out[:n].add_(u[i * row_dim : i * row_dim + n], alpha=4**i)  # + 4**i * code
+        return out.reshape(row_dim, *rest)
 
     def _unpack(self, packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        rows = shape[0]
-        fields = torch.cat([(packed >> (2 * i)) & 0b11 for i in range(PER_BYTE)], dim=0)
-        self._reject(fields == 0b11, "2-bit fields hold 0b11, which has no code")
-        pad = fields[rows:]
-        self._reject(pad != PAD_FIELD, "padding slots past the last row are not 0b00 as pack_weights leaves them", pad)
-        return fields[:rows].to(torch.int8) - 1
+        rows, *rest = shape
+        row_dim = packed.shape[0]
+        p = packed.reshape(row_dim, torch.Size(rest).numel())
+        out = new_empty((rows, p.shape[1]), torch.int8, packed.device)
+        padding_ok = True
+        for i, n in enumerate(_block_rows(rows, row_dim)):
+            block = out.view(torch.uint8)[i * row_dim : i * row_dim + n]
+            torch.bitwise_right_shift(p[:n], 2 * i, out=block)
+            block.bitwise_and_(0b11).sub_(1)  # code = field - 1 (in uint8, 0 - 1 = 0xff = -1)
+            padding_ok &= not bool(((p[n:] >> (2 * i)) & 0b11).any())
+        if any_above(out, 1) or not padding_ok:
+            fields = torch.cat([(packed >> (2 * i)) & 0b11 for i in range(PER_BYTE)], dim=0)
+            self._reject(fields == 0b11, "2-bit fields hold 0b11, which has no code")
+            pad = fields[rows:]
+            self._reject(
+                pad != PAD_FIELD, "padding slots past the last row are not 0b00 as pack_weights leaves them", pad
+            )
+        return out.reshape(shape)
 
 
 HF_BITNET = HfBitnetLayout(

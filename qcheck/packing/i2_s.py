@@ -30,6 +30,10 @@ Decisions where the source leaves room:
   ARM NEON (16-byte groups: ``j / 16``, ``i * 16``) and add an x86 path (without ``ACT_PARALLEL``)
   that interleaves 4 rows per byte (``quantize_i2_s_1x4``); microsoft/BitNet #585/#598 are the
   ARM 64/16 vs 128/32 mismatch.  This module is the x86 128/32 layout.
+
+The code treats each block as 4 lanes of 32 codes (lane ``l`` in bits ``6 - 2l``):
+:func:`~qcheck.packing.base.pack_lanes` / :func:`~qcheck.packing.base.unpack_lanes`.  A field ``11``
+decodes to code +2 and is found by one ``max``; the scale is 0.0 exactly when every byte is ``01 01 01 01``.
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ import struct
 
 import torch
 
-from qcheck.packing.base import Layout
+from qcheck.packing.base import Lanes, Layout, any_above, new_empty, pack_lanes, unpack_lanes
 from qcheck.packing.errors import PackingInputError
 
 QK_I2 = 128
 GROUP = 32  # bytes per block; also the stride between the 4 elements of a byte
 TAIL_BYTES = 32
-_SHIFTS = torch.tensor([6, 4, 2, 0], dtype=torch.uint8).reshape(1, 4, 1)
+_SHIFTS = (6, 4, 2, 0)  # lane l (elements 32l .. 32l+31 of a block) in bits 6 - 2l
+ZERO_BYTE = 0b01_01_01_01  # four codes 0
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -79,18 +84,27 @@ class I2SLayout(Layout):
         return (_numel(shape) // 4 + TAIL_BYTES,)
 
     def _pack(self, codes: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        fields = (codes.reshape(-1, 4, GROUP) + 1).to(torch.uint8) << _SHIFTS.to(codes.device)
-        body = (fields[:, 0] | fields[:, 1] | fields[:, 2] | fields[:, 3]).reshape(-1)
-        scale = 1.0 if bool((codes != 0).any()) else 0.0
-        tail = torch.zeros(TAIL_BYTES, dtype=torch.uint8, device=codes.device)
-        tail[:4] = torch.tensor(list(struct.pack("<f", scale)), dtype=torch.uint8)
-        return torch.cat([body, tail])
+        n = _numel(shape)
+        out = new_empty((n // 4 + TAIL_BYTES,), torch.uint8, codes.device)
+        body = out[: n // 4]
+        x = codes.view(torch.uint8).reshape(-1)
+        lanes = Lanes(body.view(-1, GROUP), offset=0, width=GROUP, n_lanes=4)
+        pack_lanes(x, [lanes], period=QK_I2, base=4, first_high=True, check=lambda p: self._require_ternary(codes, p))
+        lowest, highest = torch.aminmax(body)
+        scale = 0.0 if int(lowest) == int(highest) == ZERO_BYTE else 1.0  # max |w|: 0.0 when every code is 0
+        out[n // 4 :] = 0
+        out[n // 4 : n // 4 + 4] = torch.tensor(list(struct.pack("<f", scale)), dtype=torch.uint8)
+        return out
 
     def _unpack(self, packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        body = packed[: _numel(shape) // 4].reshape(-1, 1, GROUP)
-        fields = (body >> _SHIFTS.to(packed.device)) & 0b11
-        self._reject(fields == 0b11, "2-bit fields hold 0b11, which quantize_i2_s never writes (block, sub, byte)")
-        return (fields.to(torch.int8) - 1).reshape(shape)
+        body = packed[: _numel(shape) // 4].view(-1, GROUP)
+        out = new_empty(shape, torch.int8, packed.device)
+        codes = unpack_lanes(body, out.view(-1, QK_I2), width=GROUP, shifts=_SHIFTS).view(-1, 4, GROUP)
+        if any_above(codes, 1):
+            self._reject(
+                codes + 1 == 0b11, "2-bit fields hold 0b11, which quantize_i2_s never writes (block, sub, byte)"
+            )
+        return out
 
 
 I2_S = I2SLayout(

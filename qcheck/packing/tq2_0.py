@@ -15,16 +15,20 @@ and ``gguf-py/gguf/quants.py`` (class ``TQ2_0``):
 ``pack(codes)`` equals ``gguf.quants.quantize(codes.float().numpy(), TQ2_0)``: ``d`` is 1.0 for a
 block with a nonzero code and 0.0 for an all-zero block.  ``unpack`` ignores ``d`` and rejects the
 field ``11``; :func:`dequantize_tq2_0`, like ggml, decodes ``11`` as ``+2 * d``.
+
+The code works on each 128-element half-block as 4 lanes of 32 codes (lane ``l`` = bits ``2l``):
+:func:`~qcheck.packing.base.pack_lanes` / :func:`~qcheck.packing.base.unpack_lanes`.  A field ``11``
+decodes to code +2 and is found by one ``max``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from qcheck.packing.base import Layout
+from qcheck.packing.base import Lanes, Layout, any_above, new_empty, pack_lanes, unpack_lanes
 from qcheck.packing.ggml_blocks import (
     QK_K,
     absmax_scale,
@@ -40,20 +44,31 @@ from qcheck.packing.ggml_blocks import (
 
 QS_BYTES = QK_K // 4  # 64
 BLOCK_BYTES = QS_BYTES + 2  # 66, gguf GGML_QUANT_SIZES[TQ2_0] == (256, 2 + 64)
-_SHIFTS = torch.tensor([0, 2, 4, 6], dtype=torch.uint8).reshape(1, 1, 4, 1)
+GROUP = QK_K // 2  # 128 elements: 4 lanes of 32, packed into 32 bytes
+LANE = 32
+_SHIFTS = (0, 2, 4, 6)  # lane l in bits 2l
+ZERO_BLOCK_QS = 0b01_01_01_01  # every qs byte of an all-zero block
 
 
-def _encode(fields: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Fields ``(n_blocks, 256)`` in 0..2 and float32 ``d`` ``(n_blocks, 1)`` -> blocks ``(n_blocks, 66)``."""
-    f = fields.reshape(-1, 2, 4, 32) << _SHIFTS.to(fields.device)
-    qs = (f[:, :, 0] | f[:, :, 1] | f[:, :, 2] | f[:, :, 3]).reshape(-1, QS_BYTES)
-    return torch.cat([qs, fp16_bytes(d)], dim=-1)
+def _encode(
+    codes: torch.Tensor, d: torch.Tensor | None, check: Callable[[torch.Tensor], None] | None = None
+) -> torch.Tensor:
+    """int8 codes ``(n_blocks, 256)`` in -1..1 -> blocks ``(n_blocks, 66)``.
+
+    ``d`` is float32 ``(n_blocks, 1)``, or None for ternary codes' own (see ``ternary_block_scale``);
+    ``check`` is passed to ``pack_lanes``.
+    """
+    qs = new_empty((codes.shape[0], QS_BYTES), torch.uint8, codes.device)
+    lanes = Lanes(qs.view(-1, LANE), offset=0, width=LANE, n_lanes=4)
+    pack_lanes(codes.view(torch.uint8).reshape(-1), [lanes], period=GROUP, base=4, first_high=False, check=check)
+    d = ternary_block_scale([(qs, ZERO_BLOCK_QS)]) if d is None else d
+    return torch.cat([qs, fp16_bytes(d)], dim=-1, out=new_empty((qs.shape[0], BLOCK_BYTES), torch.uint8, qs.device))
 
 
-def _decode_fields(blocks: torch.Tensor) -> torch.Tensor:
-    """Blocks ``(n_blocks, 66)`` -> 2-bit fields ``(n_blocks, 256)`` (0..3)."""
-    qs = blocks[:, :QS_BYTES].reshape(-1, 2, 1, 32)
-    return ((qs >> _SHIFTS.to(blocks.device)) & 0b11).reshape(-1, QK_K)
+def _decode_codes(blocks: torch.Tensor) -> torch.Tensor:
+    """Blocks ``(n_blocks, 66)`` -> int8 ``field - 1`` ``(n_blocks, 256)`` (a field 11 gives +2)."""
+    out = new_empty((blocks.shape[0], QK_K), torch.int8, blocks.device)
+    return unpack_lanes(blocks[:, :QS_BYTES], out, width=LANE, shifts=_SHIFTS)
 
 
 def _byte_shape(shape: Sequence[int]) -> tuple[int, ...]:
@@ -74,13 +89,13 @@ def quantize_tq2_0(x: torch.Tensor) -> torch.Tensor:
     blocks = float_blocks("quantize_tq2_0", x, QK_K)
     d, inv = absmax_scale("quantize_tq2_0", blocks)
     q = round_half_away(blocks * inv).to(torch.int8)
-    return _encode((q + 1).to(torch.uint8), d).reshape(_byte_shape(x.shape))
+    return _encode(q, d).reshape(_byte_shape(x.shape))
 
 
 def dequantize_tq2_0(packed: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """TQ2_0 bytes -> float32 of ``shape``: ``(field - 1) * fp16_to_fp32(d)`` (``dequantize_row_tq2_0``)."""
     blocks = _blocks_of("dequantize_tq2_0", packed, shape)
-    q = _decode_fields(blocks).to(torch.int8) - 1
+    q = _decode_codes(blocks)
     return (fp16_from_bytes(blocks[:, QS_BYTES:]) * q.to(torch.float32)).reshape(tuple(shape))
 
 
@@ -95,13 +110,14 @@ class Tq2_0Layout(Layout):
         return _byte_shape(shape)
 
     def _pack(self, codes: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        blocks = codes.reshape(-1, QK_K)
-        return _encode((blocks + 1).to(torch.uint8), ternary_block_scale(blocks)).reshape(_byte_shape(shape))
+        blocks = _encode(codes.reshape(-1, QK_K), None, check=lambda piece: self._require_ternary(codes, piece))
+        return blocks.reshape(_byte_shape(shape))
 
     def _unpack(self, packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        fields = _decode_fields(packed.reshape(-1, BLOCK_BYTES))
-        self._reject(fields == 0b11, "2-bit fields hold 0b11, which has no code (position is block, element)")
-        return (fields.to(torch.int8) - 1).reshape(shape)
+        codes = _decode_codes(packed.reshape(-1, BLOCK_BYTES))
+        if any_above(codes, 1):
+            self._reject(codes + 1 == 0b11, "2-bit fields hold 0b11, which has no code (position is block, element)")
+        return codes.reshape(shape)
 
 
 TQ2_0 = Tq2_0Layout(
