@@ -439,9 +439,11 @@ def test_pack_refuses_a_code_outside_minus_one_to_one_anywhere(
         flat[spot] = data.draw(st.sampled_from([2, -2, 3, 127, -128]))
     first = tuple(int(i) for i in np.unravel_index(min(spots), codes.shape))
     expected = f"{len(spots)} of {flat.numel()} are not, first {int(flat[min(spots)])} at index {first}"
+    threads = torch.get_num_threads()
     with small_pieces(chunk_bytes), pytest.raises(ValueError) as info:
         lay.pack(flat.reshape(codes.shape))
     assert expected in str(info.value) and lay.name in str(info.value)
+    assert torch.get_num_threads() == threads  # the piece loops run single-threaded, then restore it
 
 
 # -- hf-bitnet vs transformers -------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ whose temporaries stay in the CPU cache, and large results come from :func:`new_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +45,31 @@ def _as_shape(shape: Sequence[int]) -> tuple[int, ...]:
     return dims
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def single_threaded(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` with one torch thread (restored after): for the loops over :func:`pieces`.
+
+    Their ops each work on one cache-sized piece, too little to share out well, and they are many:
+    where another job keeps a core busy, every multi-threaded op would wait for a time slice there.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        threads = torch.get_num_threads()
+        if threads == 1:
+            return fn(*args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
 def pieces(n: int, item_bytes: int) -> list[slice]:
     """``range(n)`` cut into consecutive slices of about :data:`CHUNK_BYTES` (``item_bytes`` per item, >= 1 item)."""
     step = max(1, CHUNK_BYTES // max(1, item_bytes))
@@ -64,6 +90,7 @@ def new_empty(shape: Sequence[int], dtype: torch.dtype, device: torch.device) ->
     return torch.from_numpy(np.empty(tuple(shape), dtype=_NUMPY_DTYPES[dtype]))
 
 
+@single_threaded
 def lookup(table: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``out[i] = table[index[i]]`` for a 1-d ``table``, 1-d uint8/uint16 ``index`` and contiguous 1-d ``out``.
 
@@ -87,6 +114,7 @@ class Lanes(NamedTuple):
     n_lanes: int
 
 
+@single_threaded
 def pack_lanes(
     x: torch.Tensor,
     lane_sets: Sequence[Lanes],
@@ -94,7 +122,7 @@ def pack_lanes(
     period: int,
     base: int,
     first_high: bool,
-    check: Callable[[torch.Tensor], None] | None = None,
+    check: Callable[[torch.Tensor], object] | None = None,
 ) -> None:
     """Pack lanes of codes into bytes, one digit in base ``base`` per lane: ``byte = sum_l w_l * (c_l + 1)``.
 
@@ -153,6 +181,7 @@ def _lane_sums(
     return buffers[(len(steps) - 1) % 2]
 
 
+@single_threaded
 def unpack_lanes(packed: torch.Tensor, out: torch.Tensor, *, width: int, shifts: Sequence[int]) -> torch.Tensor:
     """The inverse of :func:`pack_lanes` for 2-bit fields: lane ``l`` of a group gets field ``l`` of its bytes, - 1.
 
@@ -181,14 +210,6 @@ def unpack_lanes(packed: torch.Tensor, out: torch.Tensor, *, width: int, shifts:
 def any_above(t: torch.Tensor, limit: int) -> bool:
     """Whether some element of ``t`` is greater than ``limit`` (one ``max``; False when ``t`` is empty)."""
     return t.numel() > 0 and int(t.max()) > limit
-
-
-def _is_ternary(codes: torch.Tensor) -> bool:
-    """Whether every int8 code is in {-1, 0, +1}: one read-only pass (min and max together)."""
-    if codes.numel() == 0:
-        return True
-    lowest, highest = torch.aminmax(codes)
-    return int(lowest) >= -1 and int(highest) <= 1
 
 
 def first_index(mask: torch.Tensor) -> tuple[int, ...]:
@@ -288,11 +309,18 @@ class Layout:
             raise UnsupportedShape(self.name, dims, reason)
         return dims
 
-    def _require_ternary(self, codes: torch.Tensor, piece: torch.Tensor | None = None) -> None:
+    def _require_ternary(self, codes: torch.Tensor, piece: torch.Tensor | None = None) -> bool:
         """Raise PackingInputError if ``piece`` (a view of some of ``codes``' bytes; default all of them)
-        holds a code outside {-1, 0, +1}; the error counts and locates the bad codes in all of ``codes``."""
-        if _is_ternary((codes if piece is None else piece).view(torch.int8)):
-            return
+        holds a code outside {-1, 0, +1}; the error counts and locates the bad codes in all of ``codes``.
+
+        One read-only pass (min and max together); returns whether the piece has a nonzero code.
+        """
+        checked = (codes if piece is None else piece).view(torch.int8)
+        if checked.numel() == 0:
+            return False
+        lowest, highest = (int(v) for v in torch.aminmax(checked))
+        if lowest >= -1 and highest <= 1:
+            return lowest != 0 or highest != 0
         bad = (codes < -1) | (codes > 1)
         where = first_index(bad)
         raise PackingInputError(

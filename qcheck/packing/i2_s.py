@@ -33,7 +33,8 @@ Decisions where the source leaves room:
 
 The code treats each block as 4 lanes of 32 codes (lane ``l`` in bits ``6 - 2l``):
 :func:`~qcheck.packing.base.pack_lanes` / :func:`~qcheck.packing.base.unpack_lanes`.  A field ``11``
-decodes to code +2 and is found by one ``max``; the scale is 0.0 exactly when every byte is ``01 01 01 01``.
+decodes to code +2 and is found by one ``max``; whether any code is nonzero (scale 1.0, else 0.0)
+comes with the check that the codes are ternary.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ QK_I2 = 128
 GROUP = 32  # bytes per block; also the stride between the 4 elements of a byte
 TAIL_BYTES = 32
 _SHIFTS = (6, 4, 2, 0)  # lane l (elements 32l .. 32l+31 of a block) in bits 6 - 2l
-ZERO_BYTE = 0b01_01_01_01  # four codes 0
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -88,10 +88,14 @@ class I2SLayout(Layout):
         out = new_empty((n // 4 + TAIL_BYTES,), torch.uint8, codes.device)
         body = out[: n // 4]
         x = codes.view(torch.uint8).reshape(-1)
+        nonzero: list[bool] = []  # per piece of codes, found by its check
+
+        def check(piece: torch.Tensor) -> None:
+            nonzero.append(self._require_ternary(codes, piece))
+
         lanes = Lanes(body.view(-1, GROUP), offset=0, width=GROUP, n_lanes=4)
-        pack_lanes(x, [lanes], period=QK_I2, base=4, first_high=True, check=lambda p: self._require_ternary(codes, p))
-        lowest, highest = torch.aminmax(body)
-        scale = 0.0 if int(lowest) == int(highest) == ZERO_BYTE else 1.0  # max |w|: 0.0 when every code is 0
+        pack_lanes(x, [lanes], period=QK_I2, base=4, first_high=True, check=check)
+        scale = 1.0 if any(nonzero) else 0.0  # max |w|: 0.0 when every code is 0
         out[n // 4 :] = 0
         out[n // 4 : n // 4 + 4] = torch.tensor(list(struct.pack("<f", scale)), dtype=torch.uint8)
         return out

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import torch
 
-from qcheck.packing.base import Layout, any_above, lookup, new_empty, pieces
+from qcheck.packing.base import Layout, any_above, lookup, new_empty, pieces, single_threaded
 
 PER_BYTE = 4
 PAD_FIELD = 0b01  # code 0
@@ -51,8 +51,9 @@ CODES_OF_BYTE = (
 )
 
 
+@single_threaded
 def _pack_rows(
-    rows: torch.Tensor, out: torch.Tensor, pad_field: int, check: Callable[[torch.Tensor], None]
+    rows: torch.Tensor, out: torch.Tensor, pad_field: int, check: Callable[[torch.Tensor], object]
 ) -> torch.Tensor:
     """Pack uint8 code bytes ``rows`` (k, width) into ``out`` (k, ceil(width / 4)): fields low bits first.
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qcheck.packing.base import Lanes, Layout, any_above, lookup, new_empty, pack_lanes, pieces
+from qcheck.packing.base import Lanes, Layout, any_above, lookup, new_empty, pack_lanes, pieces, single_threaded
 from qcheck.packing.ggml_blocks import (
     QK_K,
     absmax_scale,
@@ -71,7 +71,7 @@ _TRIT_POWER = torch.tensor(
 _ZERO_BLOCK_BYTES = [int(_BYTE_OF_VALUE[(3**n_trits - 1) // 2 * 3 ** (5 - n_trits)]) for _, _, n_trits in _GROUPS]
 
 
-def _encode_groups(codes: torch.Tensor, check: Callable[[torch.Tensor], None] | None = None) -> list[torch.Tensor]:
+def _encode_groups(codes: torch.Tensor, check: Callable[[torch.Tensor], object] | None = None) -> list[torch.Tensor]:
     """int8 codes ``(n_blocks, 256)`` -> the code bytes of ``quantize_row_tq1_0_ref``, ``(n_blocks, width)`` a group."""
     lane_sets = [
         Lanes(new_empty((codes.shape[0], width), torch.uint8, codes.device), start, width, n_trits)
@@ -87,6 +87,7 @@ def _encode_groups(codes: torch.Tensor, check: Callable[[torch.Tensor], None] | 
     return groups
 
 
+@single_threaded
 def _decode_codes(code_bytes: torch.Tensor) -> torch.Tensor:
     """Code bytes ``(n_blocks, 52)`` -> int8 ``trit - 1`` ``(n_blocks, 256)``, as ``dequantize_row_tq1_0`` decodes."""
     n_blocks = code_bytes.shape[0]

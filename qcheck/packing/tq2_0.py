@@ -51,7 +51,7 @@ ZERO_BLOCK_QS = 0b01_01_01_01  # every qs byte of an all-zero block
 
 
 def _encode(
-    codes: torch.Tensor, d: torch.Tensor | None, check: Callable[[torch.Tensor], None] | None = None
+    codes: torch.Tensor, d: torch.Tensor | None, check: Callable[[torch.Tensor], object] | None = None
 ) -> torch.Tensor:
     """int8 codes ``(n_blocks, 256)`` in -1..1 -> blocks ``(n_blocks, 66)``.
 
