@@ -10,10 +10,10 @@ pieces made tiny so that their edges are crossed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
 from unittest import mock
 
 import numpy as np
@@ -26,6 +26,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from transformers.integrations.bitnet import pack_weights, unpack_weights
 
+from qcheck import buffers
 from qcheck.errors import QcheckError
 from qcheck.packing import (
     LAYOUTS,
@@ -388,8 +389,10 @@ def unpack_by_definition(name: str, data: list[int], shape: tuple[int, ...]) -> 
 PIECES = st.sampled_from([1, 37, 256, 1000, 4096, packing_base.CHUNK_BYTES])
 
 
-def small_pieces(chunk_bytes: int) -> AbstractContextManager[object]:
-    return mock.patch.multiple(packing_base, CHUNK_BYTES=chunk_bytes, _LARGE_BYTES=0)
+@contextlib.contextmanager
+def small_pieces(chunk_bytes: int) -> Iterator[None]:
+    with mock.patch.multiple(packing_base, CHUNK_BYTES=chunk_bytes), mock.patch.object(buffers, "LARGE_BYTES", 1):
+        yield
 
 
 @SOME

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, ParamSpec, TypeVar
 
-import numpy as np
 import torch
 
+from qcheck.buffers import new_empty as new_empty
 from qcheck.packing.errors import PackingInputError, UnsupportedShape
 
 # The layouts view groups of bytes as little-endian int32/int64 words; so does every CPU torch runs on.
@@ -29,9 +29,6 @@ assert sys.byteorder == "little", "qcheck.packing's word-level code assumes a li
 
 #: Big tensors are processed in pieces of about this many bytes (tuned on a 1 MiB-L2 CPU).
 CHUNK_BYTES = 1 << 21
-#: Results at least this large are allocated by numpy (see :func:`new_empty`).
-_LARGE_BYTES = 1 << 22
-_NUMPY_DTYPES = {torch.uint8: np.uint8, torch.int8: np.int8, torch.int32: np.int32, torch.int64: np.int64}
 
 
 def _as_shape(shape: Sequence[int]) -> tuple[int, ...]:
@@ -74,20 +71,6 @@ def pieces(n: int, item_bytes: int) -> list[slice]:
     """``range(n)`` cut into consecutive slices of about :data:`CHUNK_BYTES` (``item_bytes`` per item, >= 1 item)."""
     step = max(1, CHUNK_BYTES // max(1, item_bytes))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
-
-
-def new_empty(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised contiguous tensor for a result (or a temporary as large); large CPU ones come from numpy.
-
-    torch maps a large CPU buffer fresh from the OS in 4 KiB pages, and the first write to 45 MB
-    of them costs about 15 ms of page faults, several times the unpacking itself; numpy asks Linux
-    for transparent huge pages (``madvise``), which makes that about 2 ms.  Scratch buffers of one
-    piece (:data:`CHUNK_BYTES`) are left to torch: they are reused from the heap.
-    """
-    n_bytes = torch.Size(shape).numel() * dtype.itemsize
-    if device.type != "cpu" or n_bytes == 0 or n_bytes < _LARGE_BYTES or dtype not in _NUMPY_DTYPES:
-        return torch.empty(tuple(shape), dtype=dtype, device=device)
-    return torch.from_numpy(np.empty(tuple(shape), dtype=_NUMPY_DTYPES[dtype]))
 
 
 @single_threaded

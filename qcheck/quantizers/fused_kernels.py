@@ -80,9 +80,12 @@ def row_absmax(rows: torch.Tensor) -> torch.Tensor:
 
 
 @_fused
-def threshold_codes(rows: torch.Tensor, above: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
-    """int8: +1 where ``x > above``, -1 where ``x < below``, else 0 (thresholds ``(rows, 1)``)."""
-    return ((rows > above).to(torch.float32) - (rows < below).to(torch.float32)).to(torch.int8)
+def threshold_codes(rows: torch.Tensor, above: torch.Tensor, below: torch.Tensor, out: torch.Tensor) -> bool:
+    """``out`` (int8, like ``rows``) = +1 where ``x > above``, -1 where ``x < below``, else 0
+    (thresholds ``(rows, 1)``).  Writing into a given buffer lets the caller hand it huge pages
+    (:func:`qcheck.buffers.new_empty`); the True return tells the caller the kernel ran."""
+    out.copy_(((rows > above).to(torch.float32) - (rows < below).to(torch.float32)).to(torch.int8))
+    return True
 
 
 @_fused
@@ -93,6 +96,22 @@ def rows_with_inside(rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor) 
 
 
 @_fused
-def act_codes(rows: torch.Tensor, divisor: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """int8 ``clamp(round_half_even(x * high / divisor), low, high)``, the quotient in float64."""
-    return torch.round(rows.to(torch.float64) * high / divisor).clamp(low, high).to(torch.int8)
+def act_codes(rows: torch.Tensor, divisor: torch.Tensor, high: int, rounding: str, out: torch.Tensor) -> bool:
+    """``out`` (int8) = ``clamp(round(x * high / divisor), -high - 1, high)`` for float32-or-narrower
+    ``rows`` and float32 ``divisor`` values (float64, ``(rows, 1)``; +inf gives code 0), ties per
+    ``rounding`` (a :class:`qcheck.conventions.Rounding` value); True when the kernel ran.
+
+    As the reference: ``x * high`` is exact in float64 and the quotient correctly rounded, so it is
+    a half-integer exactly when the exact quotient is (SPEC ACT-2), and the ties are resolved as
+    :func:`qcheck.quantizers.rounding.round_to_integer` does.
+    """
+    q = rows.to(torch.float64) * high / divisor
+    nearest_even = torch.round(q)
+    if rounding == "half-even":
+        rounded = nearest_even
+    else:
+        lower = torch.floor(q)
+        resolved = torch.where(q > 0, lower + 1, lower) if rounding == "half-away" else lower + 1
+        rounded = torch.where(q - lower == 0.5, resolved, nearest_even)
+    out.copy_(rounded.clamp(-high - 1, high).to(torch.int8))
+    return True

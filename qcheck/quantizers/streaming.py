@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from qcheck.buffers import new_empty
 from qcheck.conventions import DEFAULT, Conventions, Rounding, Statistic
 from qcheck.quantizers import activations, fused_kernels, weights
 from qcheck.quantizers.activations import code_range
@@ -67,11 +68,9 @@ def _threshold_codes(matrix: GroupMatrix, above: torch.Tensor, below: torch.Tens
     """int8 codes shaped like ``matrix.rows``: +1 where ``x > above``, -1 where ``x < below``, else 0
     (``above``/``below``: one threshold per row, in the input dtype)."""
     above, below = above.reshape(-1, 1), below.reshape(-1, 1)
-    if fused_kernels.wanted(matrix.rows.numel()):
-        fused = fused_kernels.threshold_codes(matrix.rows, above, below)
-        if fused is not None:
-            return fused
-    out = torch.empty(matrix.rows.shape, dtype=torch.int8)
+    out = new_empty(matrix.rows.shape, torch.int8)
+    if fused_kernels.wanted(out.numel()) and fused_kernels.threshold_codes(matrix.rows, above, below, out):
+        return out
     for tile in tiles(matrix.n_groups, matrix.group_length):
         block = matrix.rows[tile.rows, tile.columns]
         target = out[tile.rows, tile.columns]
@@ -173,11 +172,10 @@ def act_quantize(x: torch.Tensor, conventions: Conventions = DEFAULT) -> Quantiz
 
 def _act_codes(matrix: GroupMatrix, divisor: torch.Tensor, rounding: Rounding, low: int, high: int) -> torch.Tensor:
     """int8 ``clamp(round(x * high / divisor), low, high)`` per row, rounding as declared."""
-    if rounding is Rounding.HALF_EVEN and fused_kernels.wanted(matrix.rows.numel()):
-        fused = fused_kernels.act_codes(matrix.rows, divisor, float(low), float(high))
-        if fused is not None:
-            return fused
-    codes = torch.empty(matrix.rows.shape, dtype=torch.int8)
+    codes = new_empty(matrix.rows.shape, torch.int8)
+    fused = low == -high - 1 and fused_kernels.wanted(codes.numel())
+    if fused and fused_kernels.act_codes(matrix.rows, divisor, high, rounding.value, codes):
+        return codes
     rounder = _rounder(rounding)
     for tile in tiles(matrix.n_groups, matrix.group_length):
         quotient = matrix.rows[tile.rows, tile.columns].to(torch.float64).mul_(high).div_(divisor[tile.rows])
