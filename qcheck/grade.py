@@ -399,23 +399,49 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _context() -> multiprocessing.context.BaseContext:
     """forkserver where there is one: a child is a fork of a server process that imported qcheck
-    and torch and ran nothing else (a fork of a process that ran torch code can hang in OpenMP);
-    elsewhere spawn.  Either way every backend starts from the same fresh state."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["qcheck.grade", "qcheck.builtin_backends"])
-        return context
-    return multiprocessing.get_context("spawn")  # pragma: no cover - no forkserver on Windows
+    and torch and ran nothing else; elsewhere spawn.  Either way every backend starts from the
+    same fresh state.
+
+    The server runs with one OpenMP thread: a fork of a process whose OpenMP thread pool has
+    started hangs in its first parallel region, and importing torch (or code that runs tensor
+    operations at import) starts that pool.  Each child sets the caller's thread count again."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["qcheck.grade", "qcheck.builtin_backends"])
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    try:
+        forkserver.ensure_running()  # a no-op once it runs
+    finally:
+        _restore_environment(saved)
+    return context
 
 
-def _grade_task(conn: Connection, task: GradeTask) -> None:
-    """Worker process: grade ``task``, sending back the grade and whatever it printed."""
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _grade_task(conn: Connection, task: GradeTask, environment: dict[str, str | None], threads: int) -> None:
+    """Worker process: grade ``task`` with the caller's thread settings, sending back the grade
+    and whatever it printed."""
     from qcheck.isolation import dumps
 
     output = io.StringIO()
     try:
+        _restore_environment(environment)  # for the backend's own worker processes too
+        torch.set_num_threads(threads)
         os.chdir(task.directory)
         with contextlib.redirect_stdout(output):
             grade = grade_backend(task.spec, **task.options)
@@ -438,6 +464,8 @@ def grade_in_workers(tasks: Sequence[GradeTask], jobs: int) -> Iterator[tuple[Ba
     (known-bad variants that cache results, torch.compile state): so ``jobs`` changes only the
     wall time, never a report.  A worker that dies gives a grade with a load error."""
     context = _context()
+    environment = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    threads = torch.get_num_threads()
     pending = collections.deque(enumerate(tasks))
     running: dict[Connection, tuple[int, BaseProcess]] = {}
     done: dict[int, tuple[BackendGrade, str]] = {}
@@ -448,7 +476,7 @@ def grade_in_workers(tasks: Sequence[GradeTask], jobs: int) -> Iterator[tuple[Ba
                 index, task = pending.popleft()
                 receiver, sender = context.Pipe(duplex=False)
                 process = context.Process(  # type: ignore[attr-defined]
-                    target=_grade_task, args=(sender, task), name=f"qcheck-grade-{task.spec}"
+                    target=_grade_task, args=(sender, task, environment, threads), name=f"qcheck-grade-{task.spec}"
                 )
                 process.start()
                 sender.close()

@@ -4,9 +4,11 @@ xfail files, list and explain."""
 from __future__ import annotations
 
 import json
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
+import torch
 
 from qcheck.cli import main
 
@@ -153,3 +155,25 @@ def test_verify_report_does_not_depend_on_jobs(tmp_path: Path) -> None:
         assert status == 0
         reports.append(_without_timings(json.loads((out / "verify.json").read_text()), str(out)))
     assert reports[0] == reports[1]
+
+
+def _parallel_sum(conn: Connection) -> None:
+    conn.send(float(torch.ones(4_000_000).sum()))  # large enough for an OpenMP parallel region
+
+
+def test_a_grading_process_can_run_parallel_torch_code() -> None:
+    # A fork of a process whose OpenMP pool has started hangs in its first parallel region: the
+    # forkserver that grading processes are forked from must never start one
+    from qcheck.grade import _context
+
+    context = _context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_parallel_sum, args=(sender,))  # type: ignore[attr-defined]
+    process.start()
+    sender.close()
+    try:
+        assert receiver.poll(120), "the forked process hung"
+        assert receiver.recv() == 4_000_000.0
+    finally:
+        process.kill()
+        process.join()
