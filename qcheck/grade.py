@@ -35,6 +35,7 @@ from qcheck.checks.helpers import same_layout_copy
 from qcheck.conventions import DEFAULT, Conventions
 from qcheck.input_domain import fit
 from qcheck.kernel_strategies import probes as kernel_probes
+from qcheck.layer_check import LAYER_NAMES, layer_result
 from qcheck.ops import OPS
 
 FAILING = ("FAIL", "ERROR")
@@ -167,18 +168,14 @@ def open_backend(spec: str, *, isolate: bool, timeout: float) -> Iterator[Loaded
     )
 
 
+def _matches(only: str | None, *texts: str) -> bool:
+    return not only or any(fnmatch.fnmatchcase(text, only) or only in text for text in texts)
+
+
 def selected_checks(provided: Sequence[str], only: str | None) -> list[Check]:
-    """Checks of the provided ops, filtered by a glob on the key, requirement or name."""
-    chosen = []
-    for check in CHECKS:
-        if check.op not in provided:
-            continue
-        if only and not any(
-            fnmatch.fnmatchcase(text, only) or only in text for text in (check.key, check.requirement, check.name)
-        ):
-            continue
-        chosen.append(check)
-    return chosen
+    """Checks of the provided ops, filtered by a glob on the key, requirement or name (the layer
+    check, LAYER-1, runs in the thorough profile only: see :func:`grade_backend`)."""
+    return [c for c in CHECKS if c.op in provided and _matches(only, c.key, c.requirement, c.name)]
 
 
 def _inputs(witness: Any) -> list[Any]:
@@ -361,6 +358,13 @@ def grade_backend(
                 outcomes.append(outcome)
                 if progress:
                     progress(outcome)
+            if profile == "thorough" and "b158_quantize" in backend.provided and _matches(only, *LAYER_NAMES):
+                pack = backend.implementation("pack_ternary") if "pack_ternary" in backend.provided else None
+                quantize = backend.implementation("b158_quantize")
+                layer = Outcome(layer_result(quantize, pack, backend.conventions, seed=seed))
+                outcomes.append(layer)
+                if progress:
+                    progress(layer)
             all_entries = {XfailList.text(o, p) for o, p in xfails.entries if o in (None, backend.name)}
             return BackendGrade(
                 spec,

@@ -11,25 +11,36 @@ full-size temporary (issue 6, target 2: quantized, packed and checked within 8 G
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from qcheck.checks.runner import CheckResult
 from qcheck.conventions import DEFAULT, Conventions
 from qcheck.packing import layout
 from qcheck.quantizers import streaming
+from qcheck.quantizers.results import Quantized
 from qcheck.quantizers.tiles import TILE_ELEMENTS
 
 LAYER_SHAPE = (8192, 28672)
+"""The thorough profile's layer: a 70B-class MLP projection (Llama-2-70B's up/gate are 8192×28672)."""
+PROOF_SHAPE = (4096, 4097)
+"""Just over 2**24 elements: the smallest layer on which a float32 element counter goes wrong."""
+REQUIREMENT = "LAYER-1"
+LAYER_NAMES = (f"b158_quantize:{REQUIREMENT}", REQUIREMENT, "layer-scale")
+"""What ``--only`` matches the layer check by: its key, requirement and name."""
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerVerdict:
-    """What the layer check found: ``passed``, and for a failure where and how it differs."""
+    """What the layer check found: ``passed``, and for a failure where and how it differs;
+    ``crashed`` when the backend raised (or timed out) instead of answering."""
 
     passed: bool
     message: str
+    crashed: bool = False
 
 
 def layer_weight(
@@ -68,7 +79,7 @@ def check_layer(
     try:
         codes, scale = quantize(w)
     except Exception as error:  # a broken backend gets a verdict, not a traceback
-        return LayerVerdict(False, f"b158_quantize raised {type(error).__name__}: {error}")
+        return LayerVerdict(False, f"b158_quantize raised {type(error).__name__}: {error}", crashed=True)
     if not isinstance(codes, torch.Tensor) or codes.shape != want.codes.shape or codes.dtype != want.codes.dtype:
         return LayerVerdict(False, f"codes: expected int8 of shape {tuple(want.codes.shape)}, got {_describe(codes)}")
     where = _first_difference(codes, want.codes)
@@ -86,7 +97,7 @@ def check_layer(
         try:
             packed = pack(codes)
         except Exception as error:
-            return LayerVerdict(False, f"pack_ternary raised {type(error).__name__}: {error}")
+            return LayerVerdict(False, f"pack_ternary raised {type(error).__name__}: {error}", crashed=True)
         if not isinstance(packed, torch.Tensor) or packed.shape != expected.shape or packed.dtype != expected.dtype:
             return LayerVerdict(False, f"packed: expected uint8 {tuple(expected.shape)}, got {_describe(packed)}")
         byte = _first_difference(packed, expected)
@@ -99,3 +110,43 @@ def _describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} {tuple(value.shape)}" if value.numel() > 1 else f"{value.dtype} {value.tolist()!r}"
     return type(value).__name__
+
+
+def float32_counter_b158(w: torch.Tensor) -> Quantized:
+    """A known-bad b1.58 quantizer that is exact below 2**24 elements: the element count is kept in a
+    float32 counter, and ``count += 1`` stops growing at 2**24, so the mean of a larger tensor is too
+    big (class of bug: a reduction that counts in the accumulator's float type, as a CUDA block
+    reduction summing ``1.0f`` per element does).  It proves LAYER-1, which no small input can."""
+    count = float(min(w.numel(), 2**24))
+    gamma = (w.to(torch.float64).abs().sum() / count).to(torch.float32).clamp(min=1e-5)
+    codes = (w.to(torch.float64) / gamma.to(torch.float64)).round().clamp(-1, 1).to(torch.int8)
+    return Quantized(codes, gamma)
+
+
+def layer_result(
+    quantize: Callable[[torch.Tensor], Any],
+    pack: Callable[[torch.Tensor], torch.Tensor] | None,
+    conventions: Conventions = DEFAULT,
+    *,
+    shape: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> CheckResult:
+    """LAYER-1 as a check result for the grader (``qcheck grade --profile thorough``), on a layer
+    of ``shape`` (default :data:`LAYER_SHAPE`)."""
+    started = time.perf_counter()
+    shape = LAYER_SHAPE if shape is None else shape
+    w = layer_weight(shape, torch.bfloat16, seed)
+    verdict = check_layer(quantize, pack, w, conventions)
+    recipe = f"qcheck.layer_check.layer_weight({shape}, torch.bfloat16, seed={seed})"
+    return CheckResult(
+        key=f"b158_quantize:{REQUIREMENT}",
+        requirement=REQUIREMENT,
+        name="layer-scale",
+        op="b158_quantize",
+        verdict="PASS" if verdict.passed else "ERROR" if verdict.crashed else "FAIL",
+        message=verdict.message,
+        counterexample=None if verdict.passed else recipe,
+        near_boundary=0,
+        examples=1,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,10 +1,12 @@
 """``python -m qcheck.verify``: the gate.  Grades every built-in backend with the same grader a
 kernel author uses: the references (``reference``, ``reference-numpy``, the reference packers of
 every layout ``reference-<layout>``) and ``torch-compile`` must pass every check; every known-bad
-variant must fail, with its own name among the fingerprints; and every check must fail at least
-one known-bad variant.  Writes ``verify.md``, ``verify.json`` and the grader's own reports under
-the report folder; exit 0 only if all hold.  Each backend is graded in a fresh process, ``--jobs``
-at a time (default: one per CPU); the reports do not depend on ``--jobs``.
+variant must fail, with its own name among the fingerprints; every check must fail at least one
+known-bad variant; and the layer-scale check (LAYER-1, graded in the thorough profile) must pass
+the reference and fail a float32 element counter on a layer just over 2**24 elements.  Writes
+``verify.md``, ``verify.json`` and the grader's own reports under the report folder; exit 0 only
+if all hold.  Each backend is graded in a fresh process, ``--jobs`` at a time (default: one per
+CPU); the reports do not depend on ``--jobs``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from qcheck import __version__, builtin_backends
-from qcheck.checks import CHECKS
+from qcheck.checks import CHECKS, CheckResult
 from qcheck.grade import BackendGrade, GradeTask, Outcome, default_jobs, grade_in_workers
 
 MUST_PASS = ("reference", "reference-numpy", "torch-compile", *builtin_backends.LAYOUT_REFERENCES)
@@ -60,15 +62,44 @@ def unproven_checks(verdicts: Sequence[Verdict]) -> list[str]:
     return [c.key for c in CHECKS if c.key not in caught]
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerProof:
+    """LAYER-1 (graded in the thorough profile only) shown here on a layer just over 2**24 elements:
+    the reference must pass it and a float32 element counter, exact on every smaller input, fail."""
+
+    reference: CheckResult
+    counter: CheckResult
+
+    @property
+    def ok(self) -> bool:
+        return self.reference.verdict == "PASS" and self.counter.verdict == "FAIL"
+
+
+def prove_layer_check(seed: int) -> LayerProof:
+    from qcheck.layer_check import PROOF_SHAPE, float32_counter_b158, layer_result
+    from qcheck.packing import layout
+    from qcheck.quantizers import streaming
+
+    return LayerProof(
+        layer_result(streaming.b158_quantize, layout("qcheck").pack, shape=PROOF_SHAPE, seed=seed),
+        layer_result(float32_counter_b158, None, shape=PROOF_SHAPE, seed=seed),
+    )
+
+
 def _short(text: str, limit: int = 110) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def render_markdown(
-    verdicts: Sequence[Verdict], unproven: Sequence[str], profile: str, seed: int, seconds: float
+    verdicts: Sequence[Verdict],
+    unproven: Sequence[str],
+    profile: str,
+    seed: int,
+    seconds: float,
+    layer: LayerProof | None = None,
 ) -> str:
-    ok = all(v.as_expected for v in verdicts) and not unproven
+    ok = all(v.as_expected for v in verdicts) and not unproven and (layer is None or layer.ok)
     lines = [
         "# qcheck verify",
         "",
@@ -123,6 +154,13 @@ def render_markdown(
         ]
         rows.append([check.op, check.title, len(catchers), ", ".join(f"`{c}`" for c in catchers) or "**NONE**"])
     lines.append(tabulate(rows, ["op", "check", "variants caught", "which"], tablefmt="github"))
+    if layer is not None:
+        lines += ["", "## Layer scale (LAYER-1, graded in the thorough profile; here on 4096×4097 bfloat16)", ""]
+        rows = [
+            ["reference (streaming)", "PASS", layer.reference.verdict, _short(layer.reference.message)],
+            ["float32-element-counter", "FAIL", layer.counter.verdict, _short(layer.counter.message)],
+        ]
+        lines.append(tabulate(rows, ["backend", "must", "verdict", "message"], tablefmt="github"))
     unexpected = [(v.grade.spec, o) for v in verdicts if v.expected_to_pass for o in v.caught]
     if unexpected:
         lines += ["", "## Failures of backends that must pass", ""]
@@ -134,14 +172,19 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def render_json(verdicts: Sequence[Verdict], unproven: Sequence[str], profile: str, seed: int) -> str:
+def render_json(
+    verdicts: Sequence[Verdict], unproven: Sequence[str], profile: str, seed: int, layer: LayerProof | None = None
+) -> str:
     payload = {
         "schema": "qcheck-verify/2",
         "qcheck": __version__,
         "profile": profile,
         "seed": seed,
-        "ok": all(v.as_expected for v in verdicts) and not unproven,
+        "ok": all(v.as_expected for v in verdicts) and not unproven and (layer is None or layer.ok),
         "unproven_checks": list(unproven),
+        "layer_proof": None
+        if layer is None
+        else {"reference": layer.reference.summary(), "float32-element-counter": layer.counter.summary()},
         "backends": [
             {
                 "spec": v.grade.spec,
@@ -230,10 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs, profile=args.profile, seed=args.seed, secondary_profile=args.secondary_profile, jobs=args.jobs
     )
     unproven = unproven_checks(verdicts) if args.only is None else []
+    layer = prove_layer_check(args.seed) if args.only is None else None
     seconds = time.perf_counter() - started
-    markdown = render_markdown(verdicts, unproven, args.profile, args.seed, seconds)
+    markdown = render_markdown(verdicts, unproven, args.profile, args.seed, seconds, layer)
     write_atomically(args.report_dir / "verify.md", markdown)
-    write_atomically(args.report_dir / "verify.json", render_json(verdicts, unproven, args.profile, args.seed))
+    write_atomically(args.report_dir / "verify.json", render_json(verdicts, unproven, args.profile, args.seed, layer))
     try:
         from qcheck.report import GradeRun, write_reports
 
@@ -247,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     print()
     print(markdown)
-    ok = all(v.as_expected for v in verdicts) and not unproven
+    ok = all(v.as_expected for v in verdicts) and not unproven and (layer is None or layer.ok)
     print(f"verify: {'PASS' if ok else 'FAIL'} ({args.report_dir / 'verify.md'})")
     return 0 if ok else 1
 
