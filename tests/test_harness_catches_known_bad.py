@@ -6,6 +6,8 @@ is only real if it fails on a wrong implementation).  Runs the ``quick`` profile
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +90,22 @@ def test_shrinking_stops_after_a_number_of_calls_and_is_repeatable(monkeypatch: 
         second.examples,
     )
     assert first.examples <= 40 + 20 + 1  # quick: at most 40 examples before the failure
+
+
+def test_what_a_check_draws_does_not_depend_on_the_modules_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hypothesis mixes in literal constants of the local modules in sys.modules; a check must not
+    # (a grading worker imports other modules than `qcheck grade` in process)
+    check, variant = by_key("bitlinear:BL-1"), known_bad.by_name("sequence-first").fn
+    before = run_check(check, variant, profile=PROFILE)
+    constants = ", ".join(str(v) for v in [*range(-9, 10), 127, -127, 255, 256, 0.375, 1.25, -2.5, 3e-8])
+    (tmp_path / "qcheck_local_constants_probe.py").write_text(f"VALUES = ({constants})\nNAMES = ('ab', 'cd')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("qcheck_local_constants_probe")
+    after = run_check(check, variant, profile=PROFILE)
+    assert (before.verdict, before.examples, before.counterexample) == (
+        after.verdict,
+        after.examples,
+        after.counterexample,
+    )

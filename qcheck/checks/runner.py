@@ -116,6 +116,27 @@ def describe_input(value: Any) -> str:
     return repr(value)
 
 
+@contextlib.contextmanager
+def _without_local_constants() -> Iterator[None]:
+    """Hypothesis mixes into its draws literal constants read from the source of every module of
+    the local code base imported so far (``sys.modules``), so what a check draws would depend on
+    which modules the process happened to import: ``qcheck grade`` in process, in a grading
+    worker and under pytest would draw differently, and a backend's own source would steer its
+    inputs.  Inside a check only Hypothesis's global constants are mixed in."""
+    from hypothesis.internal.conjecture import providers
+    from hypothesis.internal.constants_ast import Constants
+
+    saved = providers._get_local_constants
+    none = Constants()
+    providers.CONSTANTS_CACHE.cache.clear()  # entries may hold another run's local constants
+    providers._get_local_constants = lambda: none
+    try:
+        yield
+    finally:
+        providers._get_local_constants = saved
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
 def _seed_for(check: Check, base_seed: int) -> int:
     digest = hashlib.sha256(f"{check.key}:{base_seed}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
@@ -184,7 +205,7 @@ def run_check(
     reports: list[str] = []
     try:
         # no Hypothesis chatter on stdout
-        with with_reporter(lambda text: reports.append(str(text))), _bound_shrinking(clock):
+        with with_reporter(lambda text: reports.append(str(text))), _bound_shrinking(clock), _without_local_constants():
             property_()
     except CheckFailure:
         value, failure = last_failure[-1]  # Hypothesis replays the shrunk example last
